@@ -1,0 +1,1 @@
+"""Bayesian neural networks under covariate shift."""
