@@ -1,0 +1,189 @@
+"""MAP vs HMC with a Gaussian prior vs HMC with the EmpCov prior, under a Gaussian-noise sweep."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+
+from bnn_shift.data import DataNotFoundError, Dataset, load_dataset
+from bnn_shift.inference import Posterior, hmc, map_fit
+from bnn_shift.models import MLP
+from bnn_shift.priors import EmpCov, Gaussian, Prior, by_path
+from bnn_shift.shift import evaluate, noise_sweep, plot_metric_vs_severity
+
+METHODS = ("map", "hmc-gaussian", "hmc-empcov")
+
+
+@dataclass
+class ComparePriorsConfig:
+    """Every setting of a compare-priors run (written next to its results)."""
+
+    dataset: str = "auto"  # "mnist", "digits", or "auto" (MNIST if obtainable, else digits)
+    data_dir: str | None = None
+    n_train: int | None = 2000  # stratified subset; None = the whole training set
+    n_test: int | None = 2000
+    hidden: tuple[int, ...] = (256, 256)
+    prior_scale: float = 0.1  # sigma of the Gaussian prior; EmpCov is matched to it
+    empcov_eps: float = 1e-8  # EmpCov prior variance along directions the data never varies in
+    step_size: float = 1e-3
+    n_iterations: int = 20
+    n_burnin: int = 5
+    trajectory_length: float | None = None  # default (pi/2) * prior_scale
+    map_epochs: int = 1000
+    map_learning_rate: float = 1e-3
+    map_batch_size: int | None = None  # None = full batch
+    noise_stds: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+    methods: tuple[str, ...] = METHODS
+    seed: int = 0
+
+    def __post_init__(self):
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown methods {unknown}; choose from {METHODS}")
+
+    @classmethod
+    def paper(cls, **overrides) -> ComparePriorsConfig:
+        """The covariate-shift paper's MNIST MLP settings (hours on a CPU)."""
+        settings = dict(
+            dataset="mnist",
+            n_train=None,
+            n_test=None,
+            step_size=1e-5,
+            n_iterations=100,
+            n_burnin=10,
+            map_epochs=100,
+            map_batch_size=80,
+            map_learning_rate=6e-3,
+        )
+        return cls(**{**settings, **overrides})
+
+
+@dataclass
+class ComparePriorsResult:
+    config: ComparePriorsConfig
+    dataset: str
+    table: pd.DataFrame  # tidy: method, shift, severity, metric, value
+    posteriors: dict[str, Posterior] = field(default_factory=dict)
+
+    def accuracy_table(self) -> pd.DataFrame:
+        """Accuracy with severities as rows and methods as columns."""
+        acc = self.table[self.table.metric == "accuracy"]
+        return acc.pivot_table(index="severity", columns="method", values="value")[
+            list(self.posteriors)
+        ]
+
+
+def load_data(config: ComparePriorsConfig) -> Dataset:
+    """The configured dataset, subset; "auto" falls back to digits when MNIST is unobtainable."""
+    name = config.dataset
+    kwargs = {"data_dir": config.data_dir} if config.data_dir else {}
+    if name == "auto":
+        try:
+            data = load_dataset("mnist", **kwargs)
+        except DataNotFoundError as err:
+            warnings.warn(
+                f"MNIST unavailable ({err}); running on scikit-learn digits", stacklevel=2
+            )
+            data = load_dataset("digits")
+    else:
+        data = load_dataset(name, **kwargs) if name == "mnist" else load_dataset(name)
+    n_train = None if config.n_train is None else min(config.n_train, len(data.y_train))
+    n_test = None if config.n_test is None else min(config.n_test, len(data.y_test))
+    return data.subset(n_train, n_test, seed=config.seed)
+
+
+def build_priors(config: ComparePriorsConfig, data: Dataset) -> dict[str, Prior]:
+    """Gaussian(sigma) everywhere, and EmpCov on the first layer with Gaussian(sigma) elsewhere."""
+    gaussian = Gaussian(config.prior_scale)
+    empcov = EmpCov.from_data(data.x_train, scale=config.prior_scale, eps=config.empcov_eps)
+    return {"gaussian": gaussian, "empcov": by_path({"layers.0.weight": empcov, "*": gaussian})}
+
+
+def fit_method(
+    method: str,
+    config: ComparePriorsConfig,
+    data: Dataset,
+    priors: dict[str, Prior],
+    progress: bool,
+) -> Posterior:
+    """Fit one of METHODS from the same initial network."""
+    model = MLP(data.n_features, config.hidden, data.n_classes, key=jax.random.key(config.seed))
+    if method == "map":
+        return map_fit(
+            model,
+            priors["gaussian"],
+            data.x_train,
+            data.y_train,
+            n_epochs=config.map_epochs,
+            learning_rate=config.map_learning_rate,
+            batch_size=config.map_batch_size,
+            optimizer="adam" if config.map_batch_size is None else "sgd",
+            seed=config.seed,
+            progress=progress,
+        )
+    prior = priors[method.removeprefix("hmc-")]
+    return hmc(
+        model,
+        prior,
+        data.x_train,
+        data.y_train,
+        step_size=config.step_size,
+        n_iterations=config.n_iterations,
+        n_burnin=config.n_burnin,
+        trajectory_length=config.trajectory_length,
+        seed=config.seed,
+        eval_sets={"test": data.x_test},
+        progress=progress,
+    )
+
+
+def compare_priors(
+    config: ComparePriorsConfig, out_dir: str | Path | None = None, progress: bool = True
+) -> ComparePriorsResult:
+    """Fit every configured method, evaluate under the noise sweep, and write results to out_dir."""
+    data = load_data(config)
+    priors = build_priors(config, data)
+    posteriors = {m: fit_method(m, config, data, priors, progress) for m in config.methods}
+    table = evaluate(
+        posteriors,
+        data.x_test,
+        data.y_test,
+        noise_sweep(config.noise_stds, seed=config.seed),
+        progress=progress,
+    )
+    result = ComparePriorsResult(config, data.name, table, posteriors)
+    if out_dir is not None:
+        write_results(result, Path(out_dir))
+    return result
+
+
+def write_results(result: ComparePriorsResult, out: Path) -> None:
+    """config.json, metrics.csv, accuracy.png and one netCDF posterior per method."""
+    out.mkdir(parents=True, exist_ok=True)
+    config = {**dataclasses.asdict(result.config), "resolved_dataset": result.dataset}
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    result.table.to_csv(out / "metrics.csv", index=False)
+    fig = plot_metric_vs_severity(result.table, metric="accuracy")
+    fig.axes[0].set_xlabel("Gaussian noise std (normalised pixel units)")
+    fig.axes[0].set_title(f"{result.dataset}: accuracy under input noise")
+    fig.savefig(out / "accuracy.png", dpi=120, bbox_inches="tight")
+    for method, posterior in result.posteriors.items():
+        posterior.save(out / f"posterior-{method}.nc")
+    summary = {
+        method: {
+            "acceptance_rate": float(np.mean(p.stats["acceptance_rate"][p.stats["mh"]]))
+            if "mh" in p.stats and p.stats["mh"].any()
+            else None,
+            "n_draws": p.n_draws,
+            "seconds": p.attrs.get("seconds"),
+        }
+        for method, p in result.posteriors.items()
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -1,0 +1,66 @@
+"""The `Prior` protocol: a pytree-aware log density with a sampler and an HMC preconditioner."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import numpy as np
+
+PyTree = Any
+
+
+class MassFactor(NamedTuple):
+    """Symmetric square root A (d, d) of a leaf's inverse mass matrix M^-1 = A A, acting on the
+    leaf's last axis, with its inverse. HMC with it is HMC in coordinates z where theta = A z."""
+
+    sqrt_inv_mass: jax.Array  # (d, d)
+    sqrt_mass: jax.Array  # (d, d)
+
+
+class Prior(eqx.Module):
+    """A prior over a parameter pytree.
+
+    Subclasses implement `log_prob`, `log_prob_diff`, `sample`, `scale` and `describe`;
+    `preconditioner` defaults to the identity mass matrix.
+    """
+
+    def log_prob(self, params: PyTree) -> jax.Array:
+        """Normalised log density of `params` -> scalar."""
+        raise NotImplementedError
+
+    def log_prob_diff(self, new: PyTree, old: PyTree) -> jax.Array:
+        """log p(new) - log p(old), formed term by term so float32 keeps its precision."""
+        raise NotImplementedError
+
+    def sample(self, key: jax.Array, params_like: PyTree) -> PyTree:
+        """A draw from the prior with the structure, shapes and dtypes of `params_like`."""
+        raise NotImplementedError
+
+    @property
+    def scale(self) -> float:
+        """A typical prior standard deviation (sets HMC's default trajectory length)."""
+        raise NotImplementedError
+
+    def preconditioner(self, params_like: PyTree) -> list[MassFactor | None]:
+        """One `MassFactor` (or None for the identity) per leaf of `params_like`, in leaf order."""
+        return [None] * len(jax.tree.leaves(params_like))
+
+    def describe(self) -> str:
+        """One readable line about this prior."""
+        return repr(self)
+
+
+def leaves_of(params: PyTree) -> list[jax.Array]:
+    """Array leaves of a pytree; an error when there are none."""
+    leaves = jax.tree.leaves(params)
+    if not leaves:
+        raise ValueError("the prior was given no parameters (an empty pytree)")
+    return leaves
+
+
+def check_finite_array(name: str, value: np.ndarray) -> None:
+    """Raise a clear error when a prior's setting holds NaN or inf."""
+    if not np.all(np.isfinite(value)):
+        raise ValueError(f"{name} contains NaN or inf; priors need finite settings")

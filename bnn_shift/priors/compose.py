@@ -1,0 +1,110 @@
+"""Compose priors by parameter path, e.g. `by_path({"layers.0.weight": EmpCov(...), "*": g})`."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+
+import equinox as eqx
+import jax
+
+from bnn_shift.models.params import path_to_str
+from bnn_shift.priors.base import MassFactor, Prior, PyTree
+
+DEFAULT = "*"
+
+
+class ByPath(Prior):
+    """Each parameter gets the prior of the rule whose glob pattern matches its dotted path.
+
+    Specific patterns must not overlap; the catch-all `"*"` covers whatever they leave.
+    """
+
+    patterns: tuple[str, ...] = eqx.field(static=True)
+    priors: tuple[Prior, ...]
+
+    def __init__(self, rules: Mapping[str, Prior]):
+        if not rules:
+            raise ValueError("by_path needs at least one rule, e.g. {'*': Gaussian(0.1)}")
+        for pattern, prior in rules.items():
+            if not isinstance(prior, Prior):
+                raise TypeError(f"rule {pattern!r} maps to {type(prior).__name__}, not a Prior")
+        self.patterns = tuple(rules)
+        self.priors = tuple(rules.values())
+
+    def assign(self, params: PyTree) -> dict[str, list[int]]:
+        """pattern -> indices of the leaves it governs; errors on gaps, overlaps and dead rules."""
+        paths = [path_to_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+        specific = [p for p in self.patterns if p != DEFAULT]
+        owners: dict[str, list[int]] = {p: [] for p in self.patterns}
+        for i, path in enumerate(paths):
+            hits = [p for p in specific if fnmatch.fnmatchcase(path, p)]
+            if len(hits) > 1:
+                raise ValueError(f"parameter {path!r} is matched by several rules: {hits}")
+            if hits:
+                owners[hits[0]].append(i)
+            elif DEFAULT in owners:
+                owners[DEFAULT].append(i)
+            else:
+                raise ValueError(
+                    f"parameter {path!r} is matched by no rule; add a default rule '*': <prior>"
+                )
+        for pattern in specific:
+            if not owners[pattern]:
+                raise ValueError(
+                    f"prior rule {pattern!r} matches no parameter; parameter paths are {paths}"
+                )
+        return owners
+
+    def _split(self, params: PyTree) -> list[tuple[Prior, list]]:
+        leaves = jax.tree.leaves(params)
+        owners = self.assign(params)
+        return [
+            (prior, [leaves[i] for i in owners[pattern]])
+            for pattern, prior in zip(self.patterns, self.priors)
+            if owners[pattern]
+        ]
+
+    def log_prob(self, params: PyTree) -> jax.Array:
+        return sum(prior.log_prob(part) for prior, part in self._split(params))
+
+    def log_prob_diff(self, new: PyTree, old: PyTree) -> jax.Array:
+        pairs = zip(self._split(new), self._split(old))
+        return sum(prior.log_prob_diff(a, b) for (prior, a), (_, b) in pairs)
+
+    def sample(self, key: jax.Array, params_like: PyTree) -> PyTree:
+        leaves, treedef = jax.tree.flatten(params_like)
+        owners = self.assign(params_like)
+        out = list(leaves)
+        keys = jax.random.split(key, len(self.priors))
+        for k, pattern, prior in zip(keys, self.patterns, self.priors):
+            idx = owners[pattern]
+            if idx:
+                for i, draw in zip(idx, prior.sample(k, [leaves[i] for i in idx])):
+                    out[i] = draw
+        return jax.tree.unflatten(treedef, out)
+
+    def preconditioner(self, params_like: PyTree) -> list[MassFactor | None]:
+        leaves = jax.tree.leaves(params_like)
+        owners = self.assign(params_like)
+        out: list = [None] * len(leaves)
+        for pattern, prior in zip(self.patterns, self.priors):
+            idx = owners[pattern]
+            if idx:
+                factors = prior.preconditioner([leaves[i] for i in idx])
+                for i, factor in zip(idx, factors):
+                    out[i] = factor
+        return out
+
+    @property
+    def scale(self) -> float:
+        return max(prior.scale for prior in self.priors)
+
+    def describe(self) -> str:
+        rules = zip(self.patterns, self.priors)
+        return "\n".join(f"{pattern:>20s}: {prior.describe()}" for pattern, prior in rules)
+
+
+def by_path(rules: Mapping[str, Prior]) -> ByPath:
+    """Compose priors by glob pattern over dotted parameter paths (see `ByPath`)."""
+    return ByPath(rules)

@@ -1,0 +1,40 @@
+"""Fixtures for the data tests: an isolated cache, and the shared MNIST copy when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bnn_shift.data.mnist import ENV_MNIST_DIR
+
+_REPO_SHARED_MNIST = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist"
+_MNIST_DIR = Path(os.environ.get(ENV_MNIST_DIR) or _REPO_SHARED_MNIST)
+
+
+@pytest.fixture(autouse=True)
+def isolated_data_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test gets an empty cache (BNN_SHIFT_DATA) and no BNN_SHIFT_MNIST_DIR."""
+    cache = tmp_path / "data_home"
+    monkeypatch.setenv("BNN_SHIFT_DATA", str(cache))
+    monkeypatch.delenv(ENV_MNIST_DIR, raising=False)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def shared_mnist_dir() -> Path:
+    """Directory with the 4 MNIST IDX files ($BNN_SHIFT_MNIST_DIR or ../shared/data/mnist)."""
+    if (
+        not (_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file()
+        and not (_MNIST_DIR / "train-images-idx3-ubyte").is_file()
+    ):
+        pytest.skip(f"no MNIST copy: set {ENV_MNIST_DIR} or provide {_REPO_SHARED_MNIST}")
+    return _MNIST_DIR
+
+
+@pytest.fixture
+def mnist_env(shared_mnist_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point BNN_SHIFT_MNIST_DIR at the shared MNIST copy for one test."""
+    monkeypatch.setenv(ENV_MNIST_DIR, str(shared_mnist_dir))
+    return shared_mnist_dir
