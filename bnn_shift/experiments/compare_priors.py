@@ -69,6 +69,8 @@ class ComparePriorsConfig:
 class ComparePriorsResult:
     config: ComparePriorsConfig
     dataset: str
+    n_train: int  # training examples actually used
+    n_test: int
     table: pd.DataFrame  # tidy: method, shift, severity, metric, value
     posteriors: dict[str, Posterior] = field(default_factory=dict)
 
@@ -158,7 +160,9 @@ def compare_priors(
         noise_sweep(config.noise_stds, seed=config.seed),
         progress=progress,
     )
-    result = ComparePriorsResult(config, data.name, table, posteriors)
+    result = ComparePriorsResult(
+        config, data.name, len(data.y_train), len(data.y_test), table, posteriors
+    )
     if out_dir is not None:
         write_results(result, Path(out_dir))
     return result
@@ -167,7 +171,10 @@ def compare_priors(
 def write_results(result: ComparePriorsResult, out: Path) -> None:
     """config.json, metrics.csv, accuracy.png and one netCDF posterior per method."""
     out.mkdir(parents=True, exist_ok=True)
-    config = {**dataclasses.asdict(result.config), "resolved_dataset": result.dataset}
+    config = {
+        **dataclasses.asdict(result.config),
+        "resolved": {"dataset": result.dataset, "n_train": result.n_train, "n_test": result.n_test},
+    }
     (out / "config.json").write_text(json.dumps(config, indent=2))
     result.table.to_csv(out / "metrics.csv", index=False)
     fig = plot_metric_vs_severity(result.table, metric="accuracy")

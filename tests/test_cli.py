@@ -1,0 +1,67 @@
+"""End-to-end: the `bnn-shift` command on the embedded digits data with tiny settings."""
+
+import json
+
+import jax
+import pandas as pd
+import pytest
+
+from bnn_shift.cli import main
+from bnn_shift.data import load_digits
+from bnn_shift.inference import Posterior
+from bnn_shift.models import MLP
+
+TINY = [
+    "compare-priors",
+    "--dataset",
+    "digits",
+    "--n-train",
+    "300",
+    "--n-test",
+    "100",
+    "--hidden",
+    "16",
+    "--n-iterations",
+    "4",
+    "--n-burnin",
+    "1",
+    "--map-epochs",
+    "10",
+    "--noise",
+    "0,2",
+    "--quiet",
+]
+
+
+def test_compare_priors_digits_smoke(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TINY, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy vs noise std" in printed and "hmc-empcov" in printed
+
+    table = pd.read_csv(out / "metrics.csv")
+    assert list(table.columns) == ["method", "shift", "severity", "metric", "value"]
+    assert set(table.method) == {"map", "hmc-gaussian", "hmc-empcov"}
+    assert set(table.severity) == {0.0, 2.0}
+    assert len(table) == 3 * 2 * 4
+    config = json.loads((out / "config.json").read_text())
+    assert config["resolved"] == {"dataset": "digits", "n_train": 300, "n_test": 100}
+    assert (out / "accuracy.png").stat().st_size > 0
+
+    data = load_digits()
+    model_like = MLP(data.n_features, (16,), data.n_classes, key=jax.random.key(1))
+    posterior = Posterior.load(out / "posterior-hmc-empcov.nc", model_like)
+    assert posterior.attrs["method"] == "hmc"
+    assert posterior.predict_proba(data.x_test[:5]).shape == (5, 10)
+
+
+def test_bad_flag_is_one_clear_line(tmp_path, capsys):
+    code = main([*TINY, "--methods", "map,nuts", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "unknown methods ['nuts']" in err and "Traceback" not in err
+
+
+def test_debug_shows_the_exception(tmp_path):
+    with pytest.raises(ValueError, match="unknown methods"):
+        main([*TINY, "--methods", "nuts", "--out", str(tmp_path), "--debug"])
