@@ -1,6 +1,7 @@
 """A BlackJAX `Metric` whose mass matrix comes from the prior: HMC in whitened coordinates.
 
-A leaf with a `MassFactor` A (d, d) has inverse mass A A acting on its last axis, so the dynamics
+A leaf with a `MassFactor` A (d, d) has inverse mass A A acting on its trailing axes flattened to
+d (the last axis of a dense weight; (in, kh, kw) of a conv kernel), so the dynamics
 are those of plain HMC on z with theta = A z; leaves without one use the identity. BlackJAX's own
 metrics act on the whole ravelled position, which cannot hold a per-layer (d, d) structure.
 """
@@ -28,9 +29,17 @@ def _map_leaves(fn, factors: Sequence[MassFactor | None], *trees: PyTree) -> PyT
     return jax.tree.unflatten(treedef, out)
 
 
+def apply_factor(matrix: jax.Array, leaf: jax.Array) -> jax.Array:
+    """leaf (..., *event) @ matrix (d, d) over the trailing axes whose sizes multiply to d."""
+    d = matrix.shape[0]
+    return (leaf.reshape(-1, d) @ matrix).reshape(leaf.shape)
+
+
 def whiten_momentum(factors: Sequence[MassFactor | None], momentum: PyTree) -> PyTree:
     """p -> M^{-1/2} p, the momentum in whitened coordinates (standard normal at refresh)."""
-    return _map_leaves(lambda f, p: p if f is None else p @ f.sqrt_inv_mass, factors, momentum)
+    return _map_leaves(
+        lambda f, p: p if f is None else apply_factor(f.sqrt_inv_mass, p), factors, momentum
+    )
 
 
 def prior_metric(factors: Sequence[MassFactor | None]) -> Metric:
@@ -41,7 +50,7 @@ def prior_metric(factors: Sequence[MassFactor | None]) -> Metric:
         keys = jax.random.split(key, len(leaves))
         noise = [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)]
         return _map_leaves(
-            lambda f, xi: xi if f is None else xi @ f.sqrt_mass,
+            lambda f, xi: xi if f is None else apply_factor(f.sqrt_mass, xi),
             factors,
             jax.tree.unflatten(treedef, noise),
         )
@@ -52,7 +61,9 @@ def prior_metric(factors: Sequence[MassFactor | None]) -> Metric:
 
     def velocity(momentum: PyTree) -> PyTree:
         return _map_leaves(
-            lambda f, p: p if f is None else (p @ f.sqrt_inv_mass) @ f.sqrt_inv_mass,
+            lambda f, p: (
+                p if f is None else apply_factor(f.sqrt_inv_mass, apply_factor(f.sqrt_inv_mass, p))
+            ),
             factors,
             momentum,
         )
@@ -69,6 +80,8 @@ def prior_metric(factors: Sequence[MassFactor | None]) -> Metric:
         del position, trans  # every factor is symmetric
         if inv:
             return whiten_momentum(factors, element)
-        return _map_leaves(lambda f, e: e if f is None else e @ f.sqrt_mass, factors, element)
+        return _map_leaves(
+            lambda f, e: e if f is None else apply_factor(f.sqrt_mass, e), factors, element
+        )
 
     return Metric(sample_momentum, kinetic_energy, check_turning, scale)

@@ -4,6 +4,12 @@ from bnn_shift.priors.base import MassFactor, Prior
 from bnn_shift.priors.compose import ByPath, by_path
 from bnn_shift.priors.empcov import EmpCov, input_covariance
 from bnn_shift.priors.gaussian import Gaussian
+from bnn_shift.priors.patches import extract_patches, patch_covariance
+from bnn_shift.priors.predictive import (
+    empcov_directions,
+    prior_predictive,
+    std_along_data_directions,
+)
 from bnn_shift.priors.temperature import Temperature
 
 __all__ = [
@@ -14,5 +20,10 @@ __all__ = [
     "Prior",
     "Temperature",
     "by_path",
+    "empcov_directions",
+    "extract_patches",
     "input_covariance",
+    "patch_covariance",
+    "prior_predictive",
+    "std_along_data_directions",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import equinox as eqx
 import jax
@@ -13,34 +13,77 @@ from bnn_shift.priors.base import MassFactor, Prior, PyTree
 
 DEFAULT = "*"
 
+# A rule selects parameters by glob over the dotted path, by the type of a module that contains
+# them (e.g. eqx.nn.Conv2d), or by a predicate (path, array) -> bool.
+Selector = str | type | Callable[[str, jax.Array], bool]
+
+
+def describe_selector(selector: Selector) -> str:
+    if isinstance(selector, str):
+        return selector
+    if isinstance(selector, type):
+        return f"<inside {selector.__name__}>"
+    return f"<{getattr(selector, '__name__', 'predicate')}>"
+
+
+def _containers(root: PyTree, path: tuple) -> list[object]:
+    """The objects passed through on the way from `root` to a leaf (root included)."""
+    node, seen = root, [root]
+    for key in path[:-1]:
+        if isinstance(key, jax.tree_util.GetAttrKey):
+            node = getattr(node, key.name)
+        elif isinstance(key, jax.tree_util.SequenceKey | jax.tree_util.DictKey):
+            node = node[key.idx if isinstance(key, jax.tree_util.SequenceKey) else key.key]
+        else:
+            break
+        seen.append(node)
+    return seen
+
+
+def selects(selector: Selector, root: PyTree, path: tuple, leaf: jax.Array) -> bool:
+    """Whether a rule's selector picks the leaf at `path` of `root`."""
+    if isinstance(selector, str):
+        return fnmatch.fnmatchcase(path_to_str(path), selector)
+    if isinstance(selector, type):
+        return any(isinstance(obj, selector) for obj in _containers(root, path))
+    return bool(selector(path_to_str(path), leaf))
+
 
 class ByPath(Prior):
-    """Each parameter gets the prior of the rule whose glob pattern matches its dotted path.
+    """Each parameter gets the prior of the rule that selects it: a glob over its dotted path
+    (`"layers.0.weight"`, `"conv*.bias"`), a module type containing it, or a predicate.
 
-    Specific patterns must not overlap; the catch-all `"*"` covers whatever they leave.
+    Specific rules must not overlap; the catch-all `"*"` covers whatever they leave.
     """
 
-    patterns: tuple[str, ...] = eqx.field(static=True)
+    patterns: tuple[Selector, ...] = eqx.field(static=True)
     priors: tuple[Prior, ...]
 
-    def __init__(self, rules: Mapping[str, Prior]):
+    def __init__(self, rules: Mapping[Selector, Prior]):
         if not rules:
             raise ValueError("by_path needs at least one rule, e.g. {'*': Gaussian(0.1)}")
         for pattern, prior in rules.items():
             if not isinstance(prior, Prior):
-                raise TypeError(f"rule {pattern!r} maps to {type(prior).__name__}, not a Prior")
+                raise TypeError(
+                    f"rule {describe_selector(pattern)!r} maps to {type(prior).__name__}, "
+                    "not a Prior"
+                )
+            if not isinstance(pattern, str | type) and not callable(pattern):
+                raise TypeError(f"rule key {pattern!r} is not a path glob, a type or a predicate")
         self.patterns = tuple(rules)
         self.priors = tuple(rules.values())
 
-    def assign(self, params: PyTree) -> dict[str, list[int]]:
-        """pattern -> indices of the leaves it governs; errors on gaps, overlaps and dead rules."""
-        paths = [path_to_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    def assign(self, params: PyTree) -> dict[Selector, list[int]]:
+        """rule -> indices of the leaves it governs; errors on gaps, overlaps and dead rules."""
+        flat = jax.tree_util.tree_flatten_with_path(params)[0]
+        paths = [path_to_str(p) for p, _ in flat]
         specific = [p for p in self.patterns if p != DEFAULT]
-        owners: dict[str, list[int]] = {p: [] for p in self.patterns}
-        for i, path in enumerate(paths):
-            hits = [p for p in specific if fnmatch.fnmatchcase(path, p)]
+        owners: dict[Selector, list[int]] = {p: [] for p in self.patterns}
+        for i, (path, (key_path, leaf)) in enumerate(zip(paths, flat)):
+            hits = [p for p in specific if selects(p, params, key_path, leaf)]
             if len(hits) > 1:
-                raise ValueError(f"parameter {path!r} is matched by several rules: {hits}")
+                names = [describe_selector(h) for h in hits]
+                raise ValueError(f"parameter {path!r} is matched by several rules: {names}")
             if hits:
                 owners[hits[0]].append(i)
             elif DEFAULT in owners:
@@ -52,7 +95,8 @@ class ByPath(Prior):
         for pattern in specific:
             if not owners[pattern]:
                 raise ValueError(
-                    f"prior rule {pattern!r} matches no parameter; parameter paths are {paths}"
+                    f"prior rule {describe_selector(pattern)!r} matches no parameter; "
+                    f"parameter paths are {paths}"
                 )
         return owners
 
@@ -102,9 +146,11 @@ class ByPath(Prior):
 
     def describe(self) -> str:
         rules = zip(self.patterns, self.priors)
-        return "\n".join(f"{pattern:>20s}: {prior.describe()}" for pattern, prior in rules)
+        return "\n".join(
+            f"{describe_selector(pattern):>20s}: {prior.describe()}" for pattern, prior in rules
+        )
 
 
-def by_path(rules: Mapping[str, Prior]) -> ByPath:
+def by_path(rules: Mapping[Selector, Prior]) -> ByPath:
     """Compose priors by glob pattern over dotted parameter paths (see `ByPath`)."""
     return ByPath(rules)

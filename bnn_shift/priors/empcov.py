@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bnn_shift.priors.base import MassFactor, Prior, PyTree, check_finite_array, leaves_of
+from bnn_shift.priors.patches import patch_covariance
 
 
 def input_covariance(x: np.ndarray) -> np.ndarray:
@@ -27,65 +28,118 @@ def input_covariance(x: np.ndarray) -> np.ndarray:
     return centred.T @ centred / (len(x) - 1)
 
 
-def prior_spectrum(
-    cov: np.ndarray, alpha: float, eps: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sigma (d, d) -> (eigvecs V (d, d), data variances lam (d,), prior variances (d,)), float64.
+FORMS = ("paper", "product")
 
-    Prior covariance is V diag(alpha*lam + eps) V^T: exactly symmetric and positive definite.
+
+def prior_variances(
+    lam: np.ndarray, *, form: str, alpha: float, eps: float, empcov_wd: float, wd: float
+) -> np.ndarray:
+    """Data variances (d,) along principal directions -> prior variances (d,), float64.
+
+    paper:   alpha * lam + eps                         (covariance alpha*Sigma + eps*I)
+    product: 1 / (empcov_wd / (lam + eps) + wd)        (precision empcov_wd*Sigma^-1 + wd*I,
+             the reference code's EmpCov times its Gaussian)
     """
+    if form == "paper":
+        return alpha * lam + eps
+    if form == "product":
+        return 1.0 / (empcov_wd / (lam + eps) + wd)
+    raise ValueError(f"unknown EmpCov form {form!r}; choose one of {FORMS}")
+
+
+def spectrum(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sigma (d, d) -> (eigvecs V (d, d), eigenvalues lam (d,) >= 0) in float64."""
     cov = np.asarray(cov, dtype=np.float64)
     if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
         raise ValueError(f"covariance must be a square matrix, got shape {cov.shape}")
     check_finite_array("EmpCov covariance", cov)
     lam, vecs = np.linalg.eigh(0.5 * (cov + cov.T))
-    lam = np.clip(lam, 0.0, None)  # round-off can leave tiny negative eigenvalues of a PSD matrix
-    prior_var = alpha * lam + eps
-    if not np.all(prior_var > 0):
-        raise ValueError("EmpCov prior covariance is not positive definite; use eps > 0")
-    return vecs, lam, prior_var
+    if lam.min() < -1e-8 * max(lam.max(), 1e-300):
+        raise ValueError(f"covariance is not positive semi-definite (eigenvalue {lam.min():.3g})")
+    return vecs, np.clip(lam, 0.0, None)  # clip round-off below zero
 
 
 class EmpCov(Prior):
-    """Rows of a (out, d) weight ~ N(0, alpha*Sigma + eps*I); build it with `EmpCov.from_data`."""
+    """Gaussian prior whose covariance follows the input covariance Sigma, for a first layer.
+
+    Dense weight (out, d): each row ~ N(0, C). Conv kernel (out, C_in, kh, kw): each filter,
+    flattened, ~ N(0, C) with Sigma the covariance of the k x k x C_in input patches.
+    C = alpha*Sigma + eps*I (form="paper") or (empcov_wd*Sigma^-1 + wd*I)^-1 (form="product",
+    wd = 1/scale^2), built in float64 from the eigendecomposition of Sigma: exactly symmetric and
+    positive definite. Build with `EmpCov.from_data` (dense) or `EmpCov.from_patches` (conv).
+    """
 
     eigvecs: jax.Array  # (d, d) float32, columns are data principal directions
     prior_var: jax.Array  # (d,) prior variance along each principal direction
     data_var: jax.Array  # (d,) input variance along each principal direction
-    alpha: float = eqx.field(static=True)
+    event_shape: tuple[int, ...] = eqx.field(static=True)  # trailing parameter shape of one row
+    alpha: float | None = eqx.field(static=True)  # paper form only
     eps: float = eqx.field(static=True)
+    settings: str = eqx.field(static=True)
     log_det: float = eqx.field(static=True)  # log det of the prior covariance, from float64
 
-    def __init__(self, cov: np.ndarray, *, alpha: float, eps: float = 1e-8):
-        if not (math.isfinite(alpha) and alpha > 0 and math.isfinite(eps) and eps > 0):
-            raise ValueError(f"EmpCov needs finite alpha > 0 and eps > 0, got {alpha=}, {eps=}")
-        vecs, lam, prior_var = prior_spectrum(cov, alpha, eps)
-        self.eigvecs = jnp.asarray(vecs, jnp.float32)
-        self.prior_var = jnp.asarray(prior_var, jnp.float32)
-        self.data_var = jnp.asarray(lam, jnp.float32)
-        self.alpha = float(alpha)
-        self.eps = float(eps)
-        self.log_det = float(np.sum(np.log(prior_var)))
-
-    @classmethod
-    def from_data(
-        cls, x: np.ndarray, *, scale: float = 0.1, alpha: float | None = None, eps: float = 1e-8
-    ) -> EmpCov:
-        """Build from training inputs (n, ...) as the first layer sees them (normalised, flattened).
-
-        With `alpha=None`, alpha = (scale^2 - eps)/mean(lam) so the average prior variance per input
-        direction equals scale^2, the variance of a `Gaussian(scale)` prior.
-        """
-        cov = input_covariance(x)
-        if alpha is None:
-            mean_var = float(np.trace(cov)) / cov.shape[0]
-            if mean_var <= 0 or scale**2 <= eps:
+    def __init__(
+        self,
+        cov: np.ndarray,
+        *,
+        alpha: float | None = None,
+        eps: float = 1e-8,
+        scale: float = 0.1,
+        form: str = "paper",
+        empcov_wd: float = 100.0,
+        event_shape: tuple[int, ...] | None = None,
+    ):
+        """alpha=None (paper form) sets alpha = (scale^2 - eps)/mean(lam), so the mean prior
+        variance per input direction equals scale^2, that of a `Gaussian(scale)` prior."""
+        for name, value in (("eps", eps), ("scale", scale), ("empcov_wd", empcov_wd)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"EmpCov needs a finite {name} > 0, got {value}")
+        vecs, lam = spectrum(cov)
+        if alpha is None and form == "paper":
+            if lam.mean() <= 0 or scale**2 <= eps:
                 raise ValueError(
                     "cannot match EmpCov to scale: the inputs have no variance or eps >= scale^2; "
                     "pass alpha explicitly"
                 )
-            alpha = (scale**2 - eps) / mean_var
-        return cls(cov, alpha=alpha, eps=eps)
+            alpha = (scale**2 - eps) / lam.mean()
+        if alpha is not None and not (math.isfinite(alpha) and alpha > 0):
+            raise ValueError(f"EmpCov needs a finite alpha > 0, got {alpha}")
+        prior_var = prior_variances(
+            lam, form=form, alpha=alpha or 0.0, eps=eps, empcov_wd=empcov_wd, wd=scale**-2
+        )
+        if not np.all(prior_var > 0):
+            raise ValueError("EmpCov prior covariance is not positive definite; use eps > 0")
+        event_shape = tuple(event_shape or (len(lam),))
+        if math.prod(event_shape) != len(lam):
+            raise ValueError(f"event_shape {event_shape} does not hold {len(lam)} entries")
+        self.eigvecs = jnp.asarray(vecs, jnp.float32)
+        self.prior_var = jnp.asarray(prior_var, jnp.float32)
+        self.data_var = jnp.asarray(lam, jnp.float32)
+        self.event_shape = event_shape
+        self.alpha = None if form == "product" else float(alpha)
+        self.eps = float(eps)
+        self.settings = (
+            f"alpha={alpha:.3g}, eps={eps:.1g}"
+            if form == "paper"
+            else f"product form, empcov_wd={empcov_wd:g}, wd={scale**-2:g}, eps={eps:.1g}"
+        )
+        self.log_det = float(np.sum(np.log(prior_var)))
+
+    @classmethod
+    def from_data(cls, x: np.ndarray, **kwargs) -> EmpCov:
+        """For a dense first layer, from training inputs (n, ...) as the layer sees them
+        (normalised; flattened here). Keyword arguments as for the constructor."""
+        return cls(input_covariance(x), **kwargs)
+
+    @classmethod
+    def from_patches(
+        cls, images: np.ndarray, kernel_size: int, padding: int = 0, stride: int = 1, **kwargs
+    ) -> EmpCov:
+        """For a first conv layer, from training images (n, H, W, C) with the layer's kernel
+        size, padding and stride; Sigma is the covariance of all k x k x C patches."""
+        cov = patch_covariance(images, kernel_size, padding, stride)
+        event = (np.shape(images)[3], kernel_size, kernel_size)
+        return cls(cov, event_shape=event, **kwargs)
 
     @property
     def dim(self) -> int:
@@ -97,18 +151,20 @@ class EmpCov(Prior):
 
     def _rows(self, params: PyTree) -> list[jax.Array]:
         leaves = leaves_of(params)
+        k = len(self.event_shape)
         for leaf in leaves:
-            if leaf.ndim < 1 or leaf.shape[-1] != self.dim:
+            if leaf.ndim <= k or tuple(leaf.shape[-k:]) != self.event_shape:
                 raise ValueError(
-                    f"EmpCov was built for inputs of dimension {self.dim} but was given a "
-                    f"parameter of shape {leaf.shape}; apply it to the first dense layer's "
-                    f"weight (out, {self.dim})"
+                    f"EmpCov was built for first-layer rows of shape {self.event_shape} but was "
+                    f"given a parameter of shape {leaf.shape}; apply it to the first layer's "
+                    f"weight (out, {', '.join(map(str, self.event_shape))})"
                 )
         return leaves
 
     def _whiten(self, leaf: jax.Array) -> jax.Array:
-        """(…, d) weights -> (…, d) coordinates that are N(0, 1) under the prior."""
-        return (leaf @ self.eigvecs) * jax.lax.rsqrt(self.prior_var)
+        """(…, *event) weights -> (…, d) coordinates that are N(0, 1) under the prior."""
+        rows = leaf.reshape(-1, self.dim)
+        return (rows @ self.eigvecs) * jax.lax.rsqrt(self.prior_var)
 
     def log_prob(self, params: PyTree) -> jax.Array:
         total = 0.0
@@ -132,9 +188,12 @@ class EmpCov(Prior):
         self._rows(params_like)
         keys = jax.random.split(key, len(leaves))
         draws = [
-            ((jax.random.normal(k, leaf.shape) * jnp.sqrt(self.prior_var)) @ self.eigvecs.T).astype(
-                leaf.dtype
+            (
+                (jax.random.normal(k, (leaf.size // self.dim, self.dim)) * jnp.sqrt(self.prior_var))
+                @ self.eigvecs.T
             )
+            .reshape(leaf.shape)
+            .astype(leaf.dtype)
             for k, leaf in zip(keys, leaves)
         ]
         return jax.tree.unflatten(treedef, draws)
@@ -163,7 +222,7 @@ class EmpCov(Prior):
         data_std, prior_std = self.std_along_data_directions()
         n_null = int(np.sum(data_std**2 <= 1e-12))
         return (
-            f"EmpCov(d={self.dim}, alpha={self.alpha:.3g}, eps={self.eps:.1g}): prior std "
+            f"EmpCov(d={self.dim}, {self.settings}): prior std "
             f"{prior_std[0]:.3g} along the top data direction, {prior_std[-1]:.3g} along the "
             f"lowest; {n_null} null directions"
         )
