@@ -7,6 +7,7 @@ from bnn_shift.priors.gaussian import Gaussian
 from bnn_shift.priors.patches import extract_patches, patch_covariance
 from bnn_shift.priors.predictive import (
     empcov_directions,
+    parameter_table,
     prior_predictive,
     std_along_data_directions,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "empcov_directions",
     "extract_patches",
     "input_covariance",
+    "parameter_table",
     "patch_covariance",
     "prior_predictive",
     "std_along_data_directions",

@@ -1,8 +1,9 @@
 """Prior predictive checks and the quantity that explains EmpCov's robustness.
 
 `prior_predictive` draws networks from a prior and returns their class probabilities;
-`empcov_directions` tabulates EmpCov's prior std along the data's principal directions, and
-`std_along_data_directions` measures any set of first-layer weight draws the same way.
+`empcov_directions` tabulates EmpCov's prior std along the data's principal directions,
+`std_along_data_directions` measures any set of first-layer weight draws the same way, and
+`parameter_table` says which prior governs each parameter.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import jax
 import numpy as np
 import pandas as pd
 
-from bnn_shift.models.params import PyTree, partition_params
+from bnn_shift.models.params import PyTree, param_paths, partition_params
 from bnn_shift.priors.base import Prior
-from bnn_shift.priors.compose import ByPath
+from bnn_shift.priors.compose import ByPath, describe_selector
 from bnn_shift.priors.empcov import EmpCov
 from bnn_shift.priors.temperature import Temperature
 
@@ -71,3 +72,17 @@ def empcov_directions(prior: Prior, n_top: int = 5, n_bottom: int = 5) -> pd.Dat
     d = len(data_std)
     ranks = sorted({*range(min(n_top, d)), *range(max(d - n_bottom, 0), d)})
     return pd.DataFrame({"rank": ranks, "data_std": data_std[ranks], "prior_std": prior_std[ranks]})
+
+
+def parameter_table(prior: Prior, params: PyTree) -> pd.DataFrame:
+    """Which prior governs each parameter: columns path, shape, prior."""
+    paths = param_paths(params)
+    leaves = jax.tree.leaves(params)
+    owner = [prior.describe()] * len(leaves)
+    if isinstance(prior, ByPath):
+        for rule, idx in prior.assign(params).items():
+            sub = prior.priors[prior.patterns.index(rule)]
+            for i in idx:
+                owner[i] = f"{describe_selector(rule)} -> {sub.describe()}"
+    shapes = [tuple(leaf.shape) for leaf in leaves]
+    return pd.DataFrame({"path": paths, "shape": shapes, "prior": owner})
