@@ -62,7 +62,11 @@ def hmc(
         raise ValueError(f"temperature must be finite and > 0, got {temperature}")
     params, static = partition_params(model)
     x, y = check_classification_data(x, y, n_classes=n_outputs(model, x))
-    tau = trajectory_length or default_trajectory_length(prior, temperature)
+    tau = (
+        default_trajectory_length(prior, temperature)
+        if trajectory_length is None
+        else trajectory_length
+    )
     n_steps = n_leapfrog_steps(tau, step_size, max_steps)
     prior.log_prob(params)  # fails early, with the prior's message, if rules do not fit the model
 

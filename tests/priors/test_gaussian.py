@@ -42,16 +42,20 @@ def test_log_prob_matches_scipy(shape_a, shape_b, scale, seed):
 def test_log_prob_diff_equals_difference_of_log_probs(shape, scale, seed):
     rng = np.random.default_rng(seed)
     old = {"w": rng.normal(0, scale, shape).astype(np.float32), "b": np.float32(0.3 * scale)}
-    new = jax.tree.map(lambda x: (x + rng.normal(0, 0.1 * scale, np.shape(x))), old)
+    new = jax.tree.map(lambda x: x + rng.normal(0, 0.1 * scale, np.shape(x)), old)
     new = jax.tree.map(lambda x: np.asarray(x, np.float32), new)
     prior = Gaussian(scale)
     diff = float(jax.jit(prior.log_prob_diff)(new, old))
     log_prob = jax.jit(prior.log_prob)
     naive = float(log_prob(new) - log_prob(old))
-    truth = -0.5 * sum(
-        np.sum(np.float64(a) ** 2 - np.float64(b) ** 2)
-        for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(old))
-    ) / scale**2
+    truth = (
+        -0.5
+        * sum(
+            np.sum(np.float64(a) ** 2 - np.float64(b) ** 2)
+            for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(old))
+        )
+        / scale**2
+    )
     assert diff == pytest.approx(truth, rel=1e-5, abs=1e-5)
     assert diff == pytest.approx(naive, rel=1e-4, abs=1e-3)
 

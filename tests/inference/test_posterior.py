@@ -1,0 +1,122 @@
+"""Tests for bnn_shift.inference.Posterior: predictions, the DataTree view and netCDF files."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bnn_shift.inference import Posterior
+from bnn_shift.inference.posterior import empty_draws, stack_draws
+from bnn_shift.models import MLP, param_paths, partition_params
+from bnn_shift.priors import Gaussian
+
+N_DRAWS = 3
+
+
+def architecture(key: int = 0, hidden=(4,)) -> MLP:
+    return MLP(6, hidden, 3, key=jax.random.key(key))
+
+
+@pytest.fixture(scope="module")
+def posterior() -> Posterior:
+    params, static = partition_params(architecture())
+    keys = jax.random.split(jax.random.key(1), N_DRAWS)
+    draws = stack_draws([Gaussian(0.5).sample(k, params) for k in keys])
+    x = np.random.default_rng(0).normal(size=(5, 6)).astype(np.float32)
+    post = Posterior(
+        static=static,
+        draws=draws,
+        stats={
+            "accepted": np.array([True, False, True, True, True]),
+            "acceptance_rate": np.array([1.0, 0.2, 0.9, 0.95, 1.0], np.float32),
+            "energy": np.array([3.5, 2.0, 1.0, -0.5, 7.25]),
+        },
+        attrs={"method": "hmc", "step_size": 1e-3, "n_burnin": 1, "prior": "Gaussian(0.5)"},
+    )
+    post.predictions["eval"] = post.predict_proba(x)
+    return post
+
+
+@pytest.fixture(scope="module")
+def x_eval() -> np.ndarray:
+    return np.random.default_rng(2).normal(size=(9, 6)).astype(np.float32)
+
+
+def test_predict_proba_is_the_mean_of_softmax_over_draws(posterior, x_eval):
+    manual = np.mean(
+        [
+            np.asarray(jax.nn.softmax(jax.vmap(posterior.draw(i))(x_eval), axis=-1))
+            for i in range(N_DRAWS)
+        ],
+        axis=0,
+    )
+    got = posterior.predict_proba(x_eval)
+    assert got.shape == (9, 3)
+    np.testing.assert_allclose(got, manual, rtol=1e-5, atol=1e-7)
+    # not the softmax of averaged logits (the draws disagree enough to tell)
+    mean_logits = np.mean(
+        [np.asarray(jax.vmap(posterior.draw(i))(x_eval)) for i in range(N_DRAWS)], 0
+    )
+    assert np.abs(np.asarray(jax.nn.softmax(mean_logits)) - manual).max() > 1e-3
+    np.testing.assert_allclose(posterior.predict_proba(x_eval, batch_size=4), got, rtol=1e-6)
+    np.testing.assert_array_equal(posterior.predict(x_eval), np.argmax(got, axis=1))
+
+
+def test_to_datatree_layout(posterior):
+    tree = posterior.to_datatree()
+    assert {"posterior", "sample_stats", "predictions"} <= set(tree.children)
+    draws = tree["posterior"].to_dataset()
+    params, _ = partition_params(architecture())
+    assert sorted(draws.data_vars) == sorted(param_paths(params))
+    weight = draws["layers.0.weight"]
+    assert weight.dims[:2] == ("chain", "draw")
+    assert weight.shape == (1, N_DRAWS, 4, 6)
+    stats = tree["sample_stats"].to_dataset()
+    assert stats["accepted"].dims == ("chain", "iteration")
+    assert stats["energy"].shape == (1, 5)
+    assert tree["predictions"].to_dataset()["eval"].shape == (5, 3)
+
+
+def test_save_load_round_trip(posterior, tmp_path, x_eval):
+    path = posterior.save(tmp_path / "runs" / "post.nc")
+    assert path.is_file() and not list(path.parent.glob("*.tmp"))
+    loaded = Posterior.load(path, architecture(key=7))  # any model of the same architecture
+    assert loaded.n_draws == N_DRAWS
+    for a, b in zip(jax.tree.leaves(loaded.draws), jax.tree.leaves(posterior.draws)):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    assert set(loaded.stats) == set(posterior.stats)
+    for k, v in posterior.stats.items():
+        assert loaded.stats[k].dtype == v.dtype, k
+        np.testing.assert_array_equal(loaded.stats[k], v)
+    np.testing.assert_array_equal(loaded.predictions["eval"], posterior.predictions["eval"])
+    assert loaded.attrs == posterior.attrs
+    np.testing.assert_array_equal(loaded.predict_proba(x_eval), posterior.predict_proba(x_eval))
+
+
+def test_load_with_a_mismatched_model_raises(posterior, tmp_path):
+    path = posterior.save(tmp_path / "post.nc")
+    with pytest.raises(ValueError, match=r"layers\.0\.weight has shape"):
+        Posterior.load(path, architecture(hidden=(5,)))
+    with pytest.raises(ValueError, match="no draws for parameters"):
+        Posterior.load(path, architecture(hidden=(4, 4)))
+
+
+def test_zero_draw_posterior(tmp_path):
+    params, static = partition_params(architecture())
+    post = Posterior(static=static, draws=empty_draws(params))
+    assert post.n_draws == 0
+    with pytest.raises(ValueError, match="no draws"):
+        post.predict_proba(np.zeros((2, 6), np.float32))
+    loaded = Posterior.load(post.save(tmp_path / "empty.nc"), architecture())
+    assert loaded.n_draws == 0
+
+
+def test_single_draw_predictions(x_eval):
+    model = architecture(3)
+    params, static = partition_params(model)
+    post = Posterior(static=static, draws=stack_draws([params]))
+    expected = np.asarray(jax.nn.softmax(jax.vmap(model)(jnp.asarray(x_eval)), axis=-1))
+    np.testing.assert_allclose(post.predict_proba(x_eval), expected, rtol=1e-6, atol=1e-7)

@@ -1,0 +1,171 @@
+"""Tests for the `hmc` driver (bnn_shift.inference.sampler) on a tiny MLP and sklearn digits."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from bnn_shift.data import load_digits
+from bnn_shift.inference import Posterior, hmc
+from bnn_shift.models import MLP
+from bnn_shift.priors import Gaussian, by_path
+
+N_ITER, N_BURNIN = 12, 4
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits().subset(300, 100, seed=0)  # x (n, 8, 8, 1)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return MLP(64, (8,), 10, key=jax.random.key(0))
+
+
+@pytest.fixture(scope="module")
+def run(digits, model):
+    # h = 0.03 over tau = 0.2 (7 leapfrog steps) is coarse enough that some post-burn-in
+    # proposals are rejected, so "keep only accepted states" is exercised.
+    return hmc(
+        model,
+        Gaussian(0.3),
+        digits.x_train,
+        digits.y_train,
+        step_size=0.03,
+        trajectory_length=0.2,
+        n_iterations=N_ITER,
+        n_burnin=N_BURNIN,
+        eval_sets={"test": digits.x_test},
+        seed=0,
+        progress=False,
+    )
+
+
+def test_runs_and_records_every_iteration(run):
+    assert isinstance(run, Posterior)
+    for key in ("accepted", "acceptance_rate", "diverging", "energy", "mh"):
+        assert run.stats[key].shape == (N_ITER,)
+    assert run.attrs["n_leapfrog_steps"] == 7
+    assert run.attrs["method"] == "hmc" and run.attrs["n_burnin"] == N_BURNIN
+    assert np.all(np.isfinite(run.stats["energy"]))
+
+
+def test_burn_in_has_no_mh_test(run):
+    assert not np.any(run.stats["mh"][:N_BURNIN])
+    assert np.all(run.stats["mh"][N_BURNIN:])
+    assert np.all(run.stats["accepted"][:N_BURNIN])  # finite proposals are always kept
+
+
+def test_only_accepted_post_burn_in_states_are_kept(run):
+    accepted = run.stats["accepted"][N_BURNIN:]
+    assert 0 < accepted.sum() < len(accepted)  # the run has both outcomes
+    assert run.n_draws == int(accepted.sum())
+    # each kept draw is a new state: a rejected iteration must not add a copy of the old one
+    flat = np.stack(
+        [
+            np.concatenate(
+                [np.ravel(x) for x in jax.tree.leaves(jax.tree.map(lambda d, i=i: d[i], run.draws))]
+            )
+            for i in range(run.n_draws)
+        ]
+    )
+    assert len({row.tobytes() for row in flat}) == run.n_draws
+
+
+def test_running_predictions_match_predict_proba(run, digits):
+    running = run.predictions["test"]
+    assert set(run.predictions) == {"test"}
+    assert running.shape == (len(digits.x_test), 10)
+    np.testing.assert_allclose(running.sum(1), 1.0, rtol=1e-5)
+    # float32 sums of <= 8 probability vectors vs a scan over the same draws
+    np.testing.assert_allclose(running, run.predict_proba(digits.x_test), rtol=1e-5, atol=1e-6)
+
+
+def test_the_chain_learns(run, digits):
+    # a sanity check that the sampler moved toward the posterior: better than chance (10%)
+    assert np.mean(run.predict(digits.x_test) == digits.y_test) > 0.3
+
+
+def _call(digits, model, **overrides):
+    kwargs = dict(
+        model=model,
+        prior=Gaussian(0.3),
+        x=digits.x_train,
+        y=digits.y_train,
+        step_size=0.03,
+        n_iterations=2,
+        n_burnin=1,
+        progress=False,
+    )
+    kwargs.update(overrides)
+    return hmc(**kwargs)
+
+
+def test_nan_inputs_raise(digits, model):
+    x = digits.x_train.copy()
+    x[3, 2, 2, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        _call(digits, model, x=x)
+
+
+@pytest.mark.parametrize(
+    ("labels", "match"),
+    [
+        (lambda y: y[:, None], "labels must be shaped"),
+        (lambda y: y[:-1], "labels must be shaped"),
+        (lambda y: np.where(y == 0, 10, y), r"\[0, 10\)"),
+        (lambda y: np.where(y == 0, -1, y), r"\[0, 10\)"),
+        (lambda y: y + 0.5, "integers"),
+    ],
+    ids=["2d", "short", ">= n_classes", "negative", "fractional"],
+)
+def test_bad_labels_raise(digits, model, labels, match):
+    with pytest.raises(ValueError, match=match):
+        _call(digits, model, y=labels(digits.y_train))
+
+
+def test_prior_rule_matching_no_parameter_raises(digits, model):
+    prior = by_path({"layers.5.weight": Gaussian(1.0), "*": Gaussian(0.3)})
+    with pytest.raises(ValueError, match="matches no parameter"):
+        _call(digits, model, prior=prior)
+
+
+@pytest.mark.parametrize(
+    "bad", [lambda x: x[:, :4], lambda x: x.reshape(len(x), -1)], ids=["cropped", "flattened"]
+)
+def test_eval_set_with_wrong_feature_shape_raises(digits, model, bad):
+    with pytest.raises(ValueError, match="eval set 'shifted'"):
+        _call(digits, model, eval_sets={"shifted": bad(digits.x_test)})
+
+
+def test_eval_set_with_nan_raises(digits, model):
+    x = digits.x_test.copy()
+    x[0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        _call(digits, model, eval_sets={"bad": x})
+
+
+@pytest.mark.parametrize(("n_iterations", "n_burnin"), [(5, 6), (5, -1), (0, 0)])
+def test_bad_iteration_counts_raise(digits, model, n_iterations, n_burnin):
+    with pytest.raises(ValueError, match="n_burnin"):
+        _call(digits, model, n_iterations=n_iterations, n_burnin=n_burnin)
+
+
+def test_bad_temperature_and_too_many_steps_raise(digits, model):
+    with pytest.raises(ValueError, match="temperature"):
+        _call(digits, model, temperature=0.0)
+    with pytest.raises(ValueError, match="max_steps"):
+        _call(digits, model, step_size=1e-4, max_steps=100)
+
+
+def test_model_that_cannot_take_the_inputs_raises(digits):
+    with pytest.raises(ValueError, match="cannot take examples"):
+        _call(digits, MLP(10, (4,), 10, key=jax.random.key(0)))
+
+
+def test_zero_trajectory_length_raises(digits, model):
+    with pytest.raises(ValueError, match="trajectory_length"):
+        # max_steps=1: the default trajectory would fail fast with a different message
+        _call(digits, model, trajectory_length=0.0, max_steps=1)
