@@ -56,12 +56,12 @@ def test_compare_priors_digits_smoke(tmp_path, capsys):
 
 
 def test_bad_flag_is_one_clear_line(tmp_path, capsys):
-    code = main([*TINY, "--methods", "map,nuts", "--out", str(tmp_path)])
+    code = main([*TINY, "--priors", "gaussian,horseshoe", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 1
-    assert "unknown methods ['nuts']" in err and "Traceback" not in err
+    assert "unknown priors ['horseshoe']" in err and "Traceback" not in err
 
 
 def test_debug_shows_the_exception(tmp_path):
-    with pytest.raises(ValueError, match="unknown methods"):
-        main([*TINY, "--methods", "nuts", "--out", str(tmp_path), "--debug"])
+    with pytest.raises(ValueError, match="unknown priors"):
+        main([*TINY, "--priors", "horseshoe", "--out", str(tmp_path), "--debug"])

@@ -13,12 +13,14 @@ import numpy as np
 import pandas as pd
 
 from bnn_shift.data import DataNotFoundError, Dataset, load_dataset
+from bnn_shift.experiments.prior_zoo import PRIORS, FirstLayer, make_prior
 from bnn_shift.inference import Posterior, hmc, map_fit
-from bnn_shift.models import MLP
-from bnn_shift.priors import EmpCov, Gaussian, Prior, by_path
+from bnn_shift.models import MLP, LeNet5
+from bnn_shift.models.params import PyTree
+from bnn_shift.priors import Gaussian
 from bnn_shift.shift import evaluate, noise_sweep, plot_metric_vs_severity
 
-METHODS = ("map", "hmc-gaussian", "hmc-empcov")
+MODELS = ("mlp", "lenet")
 
 
 @dataclass
@@ -29,8 +31,11 @@ class ComparePriorsConfig:
     data_dir: str | None = None
     n_train: int | None = 2000  # stratified subset; None = the whole training set
     n_test: int | None = 2000
+    model: str = "mlp"  # "mlp" (hidden widths below) or "lenet" (LeNet-5)
     hidden: tuple[int, ...] = (256, 256)
-    prior_scale: float = 0.1  # sigma of the Gaussian prior; EmpCov is matched to it
+    priors: tuple[str, ...] = ("gaussian", "empcov")  # one HMC run per prior (see prior_zoo)
+    include_map: bool = True  # also fit MAP with the Gaussian prior
+    prior_scale: float = 0.1  # sigma of the Gaussian prior; the others are matched to it
     empcov_eps: float = 1e-8  # EmpCov prior variance along directions the data never varies in
     step_size: float = 1e-3
     n_iterations: int = 20
@@ -40,13 +45,21 @@ class ComparePriorsConfig:
     map_learning_rate: float = 1e-3
     map_batch_size: int | None = None  # None = full batch
     noise_stds: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
-    methods: tuple[str, ...] = METHODS
     seed: int = 0
 
     def __post_init__(self):
-        unknown = [m for m in self.methods if m not in METHODS]
+        unknown = [p for p in self.priors if p not in PRIORS]
         if unknown:
-            raise ValueError(f"unknown methods {unknown}; choose from {METHODS}")
+            raise ValueError(f"unknown priors {unknown}; choose from {', '.join(PRIORS)}")
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
+        if not self.priors and not self.include_map:
+            raise ValueError("nothing to fit: give at least one prior or include MAP")
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """Method names in fitting order: "map", then "hmc-<prior>" per prior."""
+        return ("map",) * self.include_map + tuple(f"hmc-{p}" for p in self.priors)
 
     @classmethod
     def paper(cls, **overrides) -> ComparePriorsConfig:
@@ -101,26 +114,30 @@ def load_data(config: ComparePriorsConfig) -> Dataset:
     return data.subset(n_train, n_test, seed=config.seed)
 
 
-def build_priors(config: ComparePriorsConfig, data: Dataset) -> dict[str, Prior]:
-    """Gaussian(sigma) everywhere, and EmpCov on the first layer with Gaussian(sigma) elsewhere."""
-    gaussian = Gaussian(config.prior_scale)
-    empcov = EmpCov.from_data(data.x_train, scale=config.prior_scale, eps=config.empcov_eps)
-    return {"gaussian": gaussian, "empcov": by_path({"layers.0.weight": empcov, "*": gaussian})}
+def build_model(config: ComparePriorsConfig, data: Dataset) -> tuple[PyTree, FirstLayer]:
+    """The initial network (same for every method) and a description of its first layer."""
+    key = jax.random.key(config.seed)
+    if config.model == "mlp":
+        model = MLP(data.n_features, config.hidden, data.n_classes, key=key)
+        return model, FirstLayer("layers.0.weight", "dense")
+    height, _, channels = data.image_shape
+    model = LeNet5(channels, data.n_classes, image_size=height, key=key)
+    spec = model.first_layer_patch_spec()
+    return model, FirstLayer("conv1.weight", "conv", spec.kernel_size, spec.padding, spec.stride)
 
 
 def fit_method(
     method: str,
     config: ComparePriorsConfig,
     data: Dataset,
-    priors: dict[str, Prior],
     progress: bool,
 ) -> Posterior:
-    """Fit one of METHODS from the same initial network."""
-    model = MLP(data.n_features, config.hidden, data.n_classes, key=jax.random.key(config.seed))
+    """Fit "map" or "hmc-<prior>" from the same initial network."""
+    model, first = build_model(config, data)
     if method == "map":
         return map_fit(
             model,
-            priors["gaussian"],
+            Gaussian(config.prior_scale),
             data.x_train,
             data.y_train,
             n_epochs=config.map_epochs,
@@ -130,7 +147,9 @@ def fit_method(
             seed=config.seed,
             progress=progress,
         )
-    prior = priors[method.removeprefix("hmc-")]
+    prior = make_prior(
+        method.removeprefix("hmc-"), first, data.x_train, config.prior_scale, config.empcov_eps
+    )
     return hmc(
         model,
         prior,
@@ -151,8 +170,7 @@ def compare_priors(
 ) -> ComparePriorsResult:
     """Fit every configured method, evaluate under the noise sweep, and write results to out_dir."""
     data = load_data(config)
-    priors = build_priors(config, data)
-    posteriors = {m: fit_method(m, config, data, priors, progress) for m in config.methods}
+    posteriors = {m: fit_method(m, config, data, progress) for m in config.methods}
     table = evaluate(
         posteriors,
         data.x_test,

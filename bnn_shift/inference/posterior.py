@@ -39,21 +39,35 @@ def _average_probs(draws: PyTree, static: PyTree, x: jax.Array) -> jax.Array:  #
 class Posterior:
     """Draws of a model's parameters and what was recorded while drawing them.
 
-    draws: params pytree whose leaves have a leading draw axis (n_draws, ...).
-    stats: per-iteration arrays (n_iterations,), e.g. acceptance_rate, diverging.
-    predictions: eval-set name -> running model-average probabilities (n, k).
+    draws: params pytree whose leaves have a leading draw axis (n_draws, ...): the states that
+        enter the model average; draw_chain (n_draws,) says which chain each came from.
+    stats: samplers: (n_iterations, n_chains) per iteration (acceptance_rate, diverging, ...);
+        optimizers: (n_steps,) (e.g. loss).
+    trace: (n_iterations, n_chains) function-space quantities (log-likelihood, test accuracy).
+    predictions: eval-set name -> running model-average probabilities (m, k).
     """
 
     static: PyTree
     draws: PyTree
+    draw_chain: np.ndarray | None = None
     stats: dict[str, np.ndarray] = field(default_factory=dict)
+    trace: dict[str, np.ndarray] = field(default_factory=dict)
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.draw_chain is None:
+            self.draw_chain = np.zeros(self.n_draws, np.int32)
 
     @property
     def n_draws(self) -> int:
         leaves = jax.tree.leaves(self.draws)
         return int(leaves[0].shape[0]) if leaves else 0
+
+    @property
+    def is_chain(self) -> bool:
+        """True for sampler output (stats per iteration and chain), False for optimizers."""
+        return "n_burnin" in self.attrs
 
     def draw(self, i: int) -> PyTree:
         """The full model (params + structure) of draw `i`."""
@@ -76,32 +90,25 @@ class Posterior:
         return np.argmax(self.predict_proba(x, batch_size), axis=-1)
 
     def to_datatree(self) -> xr.DataTree:
-        """ArviZ-style DataTree: posterior (chain, draw, ...), sample_stats, predictions."""
-        names = param_paths(self.draws)
-        posterior = xr.Dataset(
-            {
-                name: (
-                    ("chain", "draw", *[f"{name}_dim_{i}" for i in range(leaf.ndim - 1)]),
-                    np.asarray(leaf)[None],
-                )
-                for name, leaf in zip(names, jax.tree.leaves(self.draws))
-            }
-        )
-        stats = xr.Dataset(
-            {k: (("chain", "iteration"), np.asarray(v)[None]) for k, v in self.stats.items()}
-        )
-        predictions = xr.Dataset(
+        """ArviZ-style DataTree. Samplers: `posterior` / `warmup_posterior` (function-space trace)
+        and `sample_stats` / `warmup_sample_stats`, each (chain, draw); optimizers: `fit_stats`
+        (step). Always: `draws` (sample, ...) with the kept parameters and their chain, and
+        `predictions`. Settings are JSON in the root attribute `bnn_shift`."""
+        groups = {"/": xr.Dataset(attrs={"bnn_shift": json.dumps(self.attrs, default=str)})}
+        if self.is_chain:
+            burn = int(self.attrs["n_burnin"])
+            for name, values in (("sample_stats", self.stats), ("posterior", self.trace)):
+                groups[name] = _chain_dataset(values, slice(burn, None))
+                groups[f"warmup_{name}"] = _chain_dataset(values, slice(0, burn))
+        else:
+            groups["fit_stats"] = xr.Dataset(
+                {k: (("step",), np.asarray(v)) for k, v in self.stats.items()}
+            )
+        groups["draws"] = _draws_dataset(self.draws, self.draw_chain)
+        groups["predictions"] = xr.Dataset(
             {k: ((f"{k}_example", "class"), np.asarray(v)) for k, v in self.predictions.items()}
         )
-        attrs = {"bnn_shift": json.dumps(self.attrs, default=str)}
-        return xr.DataTree.from_dict(
-            {
-                "/": xr.Dataset(attrs=attrs),
-                "posterior": posterior,
-                "sample_stats": stats,
-                "predictions": predictions,
-            }
-        )
+        return xr.DataTree.from_dict(groups)
 
     def save(self, path: str | Path) -> Path:
         """Write to a netCDF file (atomically: a temporary file renamed into place)."""
@@ -116,28 +123,58 @@ class Posterior:
     def load(cls, path: str | Path, model_like: PyTree) -> Posterior:
         """Read a saved posterior; `model_like` is any model of the same architecture."""
         params_like, static = partition_params(model_like)
-        names = param_paths(params_like)
         with xr.open_datatree(path, engine="h5netcdf") as tree:
             tree = tree.load()
-        posterior = tree["posterior"].to_dataset()
-        missing = [n for n in names if n not in posterior]
-        if missing:
-            raise ValueError(
-                f"{path} does not match the given model: no draws for parameters {missing}"
-            )
-        leaves, treedef = jax.tree.flatten(params_like)
-        draws = []
-        for name, like in zip(names, leaves):
-            values = posterior[name].values[0]
-            if values.shape[1:] != like.shape:
-                raise ValueError(
-                    f"{path}: parameter {name} has shape {values.shape[1:]}, the model {like.shape}"
-                )
-            draws.append(jnp.asarray(values, like.dtype))
-        stats = {k: v.values[0] for k, v in tree["sample_stats"].to_dataset().items()}
-        predictions = {k: v.values for k, v in tree["predictions"].to_dataset().items()}
         attrs = json.loads(tree.attrs.get("bnn_shift", "{}"))
-        return cls(static, jax.tree.unflatten(treedef, draws), stats, predictions, attrs)
+        draws, draw_chain = _read_draws(tree["draws"].to_dataset(), params_like, path)
+        post = cls(static, draws, draw_chain, attrs=attrs)
+        if post.is_chain:
+            post.stats = _read_chain(tree, "sample_stats")
+            post.trace = _read_chain(tree, "posterior")
+        else:
+            post.stats = {k: v.values for k, v in tree["fit_stats"].to_dataset().items()}
+        post.predictions = {k: v.values for k, v in tree["predictions"].to_dataset().items()}
+        return post
+
+
+def _chain_dataset(values: dict[str, np.ndarray], rows: slice) -> xr.Dataset:
+    """(n_iterations, n_chains) arrays -> a (chain, draw) Dataset of the selected iterations."""
+    return xr.Dataset({k: (("chain", "draw"), np.asarray(v)[rows].T) for k, v in values.items()})
+
+
+def _read_chain(tree: xr.DataTree, group: str) -> dict[str, np.ndarray]:
+    """Inverse of `_chain_dataset` over the warmup and main groups."""
+    warm, main = tree[f"warmup_{group}"].to_dataset(), tree[group].to_dataset()
+    return {k: np.concatenate([warm[k].values.T, main[k].values.T]) for k in main}
+
+
+def _draws_dataset(draws: PyTree, draw_chain: np.ndarray) -> xr.Dataset:
+    names = param_paths(draws)
+    variables = {
+        name: (("sample", *[f"{name}_dim_{i}" for i in range(leaf.ndim - 1)]), np.asarray(leaf))
+        for name, leaf in zip(names, jax.tree.leaves(draws))
+    }
+    variables["chain"] = (("sample",), np.asarray(draw_chain))
+    return xr.Dataset(variables)
+
+
+def _read_draws(dataset: xr.Dataset, params_like: PyTree, path) -> tuple[PyTree, np.ndarray]:
+    names = param_paths(params_like)
+    missing = [n for n in names if n not in dataset]
+    if missing:
+        raise ValueError(
+            f"{path} does not match the given model: no draws for parameters {missing}"
+        )
+    leaves, treedef = jax.tree.flatten(params_like)
+    draws = []
+    for name, like in zip(names, leaves):
+        values = dataset[name].values
+        if values.shape[1:] != like.shape:
+            raise ValueError(
+                f"{path}: parameter {name} has shape {values.shape[1:]}, the model {like.shape}"
+            )
+        draws.append(jnp.asarray(values, like.dtype))
+    return jax.tree.unflatten(treedef, draws), dataset["chain"].values
 
 
 def stack_draws(draws: list[PyTree]) -> PyTree:
@@ -148,5 +185,3 @@ def stack_draws(draws: list[PyTree]) -> PyTree:
 def empty_draws(params_like: PyTree) -> PyTree:
     """A draws pytree with zero draws."""
     return jax.tree.map(lambda x: np.zeros((0, *x.shape), x.dtype), params_like)
-
-

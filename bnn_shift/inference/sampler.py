@@ -1,32 +1,32 @@
-"""`hmc(...)`: the driver loop around the HMC kernel (burn-in, model averaging, progress)."""
+"""`hmc(...)`: full-batch HMC for classifiers, any number of chains, data split over devices."""
 
 from __future__ import annotations
 
 import math
 import time
-import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
+from pathlib import Path
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
-from bnn_shift.inference.hmc import (
-    build_kernel,
-    default_trajectory_length,
-    n_leapfrog_steps,
-)
+from bnn_shift.inference.chains import ChainRun, run_chains
+from bnn_shift.inference.hmc import build_kernel, default_trajectory_length, n_leapfrog_steps
 from bnn_shift.inference.likelihood import (
     categorical_loglik,
     check_classification_data,
     predict_probs,
 )
 from bnn_shift.inference.posterior import Posterior, empty_draws, stack_draws
+from bnn_shift.inference.sharding import make_mesh, masked, place_chains, place_data, replicate
 from bnn_shift.models.params import PyTree, partition_params
 from bnn_shift.priors.base import Prior
+
+INITS = ("model", "prior")
+INIT_STREAM = 2**31 - 1  # fold_in index for initial draws, disjoint from iteration indices
 
 
 def hmc(
@@ -41,25 +41,32 @@ def hmc(
     trajectory_length: float | None = None,
     temperature: float = 1.0,
     seed: int = 0,
-    eval_sets: Mapping[str, np.ndarray] | None = None,
+    n_chains: int = 1,
+    init: str = "model",
+    eval_sets: Mapping[str, np.ndarray | tuple[np.ndarray, np.ndarray]] | None = None,
+    thin: int = 1,
+    keep_draws: bool = True,
+    run_dir: str | Path | None = None,
+    devices: Sequence[jax.Device] | None = None,
     max_steps: int = 100_000,
     progress: bool = True,
 ) -> Posterior:
     """Full-batch HMC for a classifier: burn-in without MH, then MH; accepted states are averaged.
 
-    model: equinox classifier (one example -> logits), the initial position.
-    x (n, ...), y (n,): the whole training set; every leapfrog step sees all of it.
+    model: equinox classifier (one example -> logits); chains start at its parameters
+        (init="model") or each at its own prior draw (init="prior").
+    x (n, ...), y (n,): the whole training set; every leapfrog step sees all of it, split over
+        `devices` (default: all) on the batch axis; chains are split over devices too when
+        their number shares a factor with the device count.
     trajectory_length: defaults to (pi/2) * prior.scale * sqrt(T).
-    eval_sets: name -> inputs (m, ...) whose model-average probabilities are kept running.
+    eval_sets: name -> inputs (m, ...) or (inputs, labels): model-average probabilities are
+        kept running; labelled sets are also traced per iteration for diagnostics.
+    thin: keep every thin-th post-burn-in accepted draw (all enter the running averages).
+    run_dir: checkpoint after every iteration and stream kept draws there; calling again with
+        the same run_dir resumes (a larger n_iterations extends the run).
     Interrupting (Ctrl-C) returns the posterior drawn so far.
     """
-    if n_iterations < 1 or not 0 <= n_burnin <= n_iterations:
-        raise ValueError(
-            f"need n_iterations >= 1 and 0 <= n_burnin <= n_iterations, "
-            f"got {n_iterations=}, {n_burnin=}"
-        )
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be finite and > 0, got {temperature}")
+    _check_settings(n_iterations, n_burnin, temperature, n_chains, thin, init)
     params, static = partition_params(model)
     x, y = check_classification_data(x, y, n_classes=n_outputs(model, x))
     tau = (
@@ -71,74 +78,109 @@ def hmc(
     prior.log_prob(params)  # fails early, with the prior's message, if rules do not fit the model
 
     kernel = build_kernel(
-        lambda p, data: categorical_loglik(p, static, *data),
+        lambda p, data: masked(categorical_loglik(p, static, data[0], data[1]), data[2]),
         prior,
         params,
         step_size=step_size,
         n_steps=n_steps,
         temperature=temperature,
     )
-    data = (jnp.asarray(x), jnp.asarray(y))
-    step = jax.jit(kernel.step)
-    eval_sets = {
-        k: jnp.asarray(check_inputs(k, v, x.shape[1:])) for k, v in (eval_sets or {}).items()
+    mesh = make_mesh(n_chains, devices)
+    data = place_data(x, y, mesh)
+    positions = place_chains(_initial_positions(params, prior, n_chains, init, seed), mesh)
+    state = jax.jit(jax.vmap(kernel.init, in_axes=(0, None)))(positions, data)
+    evals = {
+        name: (replicate(xe, mesh), ye)
+        for name, (xe, ye) in _check_eval_sets(eval_sets, x.shape[1:]).items()
     }
-    predict = jax.jit(partial(predict_probs, static=static))
-
-    state = jax.jit(kernel.init)(params, data)
-    keys = jax.random.split(jax.random.key(seed), n_iterations)
-    draws, stats = [], {k: [] for k in ("accepted", "acceptance_rate", "diverging", "energy", "mh")}
-    sums = {k: None for k in eval_sets}
-    bar = tqdm(total=n_iterations, desc="HMC", disable=not progress, unit="it")
-    started = time.perf_counter()
-    try:
-        for i in range(n_iterations):
-            in_burnin = i < n_burnin
-            state, info = step(keys[i], state, data, jnp.asarray(not in_burnin))
-            for k in stats:
-                stats[k].append(np.asarray(getattr(info, k)))
-            if bool(info.accepted) and not in_burnin:
-                draws.append(jax.tree.map(np.asarray, state.position))
-                for name, xe in eval_sets.items():
-                    probs = predict(state.position, x=xe)
-                    sums[name] = probs if sums[name] is None else sums[name] + probs
-            sampled = stats["acceptance_rate"][n_burnin:]
-            bar.set_postfix(
-                accept=f"{np.mean(sampled):.2f}" if sampled else "burn-in",
-                kept=len(draws),
-                diverging=int(np.sum(stats["diverging"])),
-            )
-            bar.update()
-    except KeyboardInterrupt:
-        warnings.warn(
-            f"HMC interrupted after {len(stats['accepted'])} of {n_iterations} iterations; "
-            "returning the draws so far",
-            stacklevel=2,
-        )
-    finally:
-        bar.close()
-
-    attrs = {
-        "method": "hmc",
+    settings = {
         "step_size": step_size,
         "trajectory_length": tau,
         "n_leapfrog_steps": n_steps,
-        "n_iterations": n_iterations,
-        "n_burnin": n_burnin,
         "temperature": temperature,
-        "seed": seed,
         "n_train": len(x),
+        "init": init,
+        "thin": thin,
         "prior": prior.describe(),
+    }
+    started = time.perf_counter()
+    run = run_chains(
+        kernel,
+        state,
+        data,
+        predict=partial(_predict, static=static),
+        eval_sets=evals,
+        n_iterations=n_iterations,
+        n_burnin=n_burnin,
+        seed=seed,
+        thin=thin,
+        keep_draws=keep_draws,
+        run_dir=None if run_dir is None else Path(run_dir),
+        fingerprint=settings | {"shapes": [list(a.shape) for a in jax.tree.leaves(params)]},
+        progress=progress,
+    )
+    attrs = settings | {
+        "method": "hmc",
+        "n_iterations": run.completed,
+        "n_burnin": n_burnin,
+        "n_chains": n_chains,
+        "seed": seed,
+        "n_devices": mesh.devices.size,
         "seconds": time.perf_counter() - started,
     }
-    predictions = {k: np.asarray(v / len(draws)) for k, v in sums.items() if v is not None}
+    return _posterior(run, params, static, attrs)
+
+
+def _predict(params: PyTree, x: jax.Array, static: PyTree) -> jax.Array:
+    return predict_probs(params, static, x)
+
+
+def _posterior(run: ChainRun, params: PyTree, static: PyTree, attrs: dict) -> Posterior:
+    total = int(run.counts.sum())
+    predictions = {
+        k: (v.sum(axis=0) / max(total, 1)).astype(np.float32) for k, v in run.sums.items()
+    }
     return Posterior(
         static=static,
-        draws=stack_draws(draws) if draws else empty_draws(params),
-        stats={k: np.asarray(v) for k, v in stats.items()},
-        predictions=predictions,
+        draws=stack_draws([p for _, p in run.draws]) if run.draws else empty_draws(params),
+        draw_chain=np.asarray([c for c, _ in run.draws], np.int32),
+        stats=run.stats,
+        trace=run.trace,
+        predictions=predictions if total else {},
         attrs=attrs,
     )
+
+
+def _initial_positions(params: PyTree, prior: Prior, n_chains: int, init: str, seed: int):
+    """(n_chains, ...) starting points."""
+    if init == "model":
+        return jax.tree.map(lambda a: np.broadcast_to(a, (n_chains, *a.shape)), params)
+    keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), INIT_STREAM), n_chains)
+    return jax.vmap(lambda k: prior.sample(k, params))(keys)
+
+
+def _check_settings(n_iterations, n_burnin, temperature, n_chains, thin, init) -> None:
+    if n_iterations < 1 or not 0 <= n_burnin <= n_iterations:
+        raise ValueError(
+            f"need n_iterations >= 1 and 0 <= n_burnin <= n_iterations, "
+            f"got {n_iterations=}, {n_burnin=}"
+        )
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be finite and > 0, got {temperature}")
+    if n_chains < 1 or thin < 1:
+        raise ValueError(f"n_chains and thin must be >= 1, got {n_chains=}, {thin=}")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+
+
+def _check_eval_sets(eval_sets, feature_shape) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    out = {}
+    for name, value in (eval_sets or {}).items():
+        xe, ye = value if isinstance(value, tuple) else (value, None)
+        out[name] = (check_inputs(name, xe, feature_shape), None if ye is None else np.asarray(ye))
+        if ye is not None and len(out[name][1]) != len(out[name][0]):
+            raise ValueError(f"eval set {name!r} has {len(xe)} inputs but {len(ye)} labels")
+    return out
 
 
 def check_inputs(name: str, x, feature_shape: tuple[int, ...]) -> np.ndarray:

@@ -28,11 +28,15 @@ def posterior() -> Posterior:
     post = Posterior(
         static=static,
         draws=draws,
-        stats={
-            "accepted": np.array([True, False, True, True, True]),
-            "acceptance_rate": np.array([1.0, 0.2, 0.9, 0.95, 1.0], np.float32),
-            "energy": np.array([3.5, 2.0, 1.0, -0.5, 7.25]),
+        draw_chain=np.array([0, 1, 1], np.int32),
+        stats={  # (n_iterations=5, n_chains=2)
+            "accepted": np.array(
+                [[True, True], [False, True], [True, False], [True, True], [True, False]]
+            ),
+            "acceptance_rate": np.linspace(0.1, 1.0, 10, dtype=np.float32).reshape(5, 2),
+            "energy": np.arange(10.0).reshape(5, 2) - 3.25,
         },
+        trace={"log_likelihood": np.arange(10.0).reshape(5, 2) * -1.5},
         attrs={"method": "hmc", "step_size": 1e-3, "n_burnin": 1, "prior": "Gaussian(0.5)"},
     )
     post.predictions["eval"] = post.predict_proba(x)
@@ -66,16 +70,21 @@ def test_predict_proba_is_the_mean_of_softmax_over_draws(posterior, x_eval):
 
 def test_to_datatree_layout(posterior):
     tree = posterior.to_datatree()
-    assert {"posterior", "sample_stats", "predictions"} <= set(tree.children)
-    draws = tree["posterior"].to_dataset()
+    groups = {"posterior", "warmup_posterior", "sample_stats", "warmup_sample_stats"}
+    assert groups | {"draws", "predictions"} <= set(tree.children)
+    draws = tree["draws"].to_dataset()
     params, _ = partition_params(architecture())
-    assert sorted(draws.data_vars) == sorted(param_paths(params))
+    assert sorted(draws.data_vars) == sorted([*param_paths(params), "chain"])
     weight = draws["layers.0.weight"]
-    assert weight.dims[:2] == ("chain", "draw")
-    assert weight.shape == (1, N_DRAWS, 4, 6)
+    assert weight.dims[0] == "sample"
+    assert weight.shape == (N_DRAWS, 4, 6)
+    np.testing.assert_array_equal(draws["chain"], [0, 1, 1])
     stats = tree["sample_stats"].to_dataset()
-    assert stats["accepted"].dims == ("chain", "iteration")
-    assert stats["energy"].shape == (1, 5)
+    assert stats["accepted"].dims == ("chain", "draw")
+    assert stats["energy"].shape == (2, 4)  # burn-in iteration split off
+    assert tree["warmup_sample_stats"].to_dataset()["energy"].shape == (2, 1)
+    trace = tree["posterior"].to_dataset()["log_likelihood"]
+    np.testing.assert_array_equal(trace.values, posterior.trace["log_likelihood"][1:].T)
     assert tree["predictions"].to_dataset()["eval"].shape == (5, 3)
 
 
@@ -91,6 +100,8 @@ def test_save_load_round_trip(posterior, tmp_path, x_eval):
     for k, v in posterior.stats.items():
         assert loaded.stats[k].dtype == v.dtype, k
         np.testing.assert_array_equal(loaded.stats[k], v)
+    np.testing.assert_array_equal(loaded.trace["log_likelihood"], posterior.trace["log_likelihood"])
+    np.testing.assert_array_equal(loaded.draw_chain, posterior.draw_chain)
     np.testing.assert_array_equal(loaded.predictions["eval"], posterior.predictions["eval"])
     assert loaded.attrs == posterior.attrs
     np.testing.assert_array_equal(loaded.predict_proba(x_eval), posterior.predict_proba(x_eval))

@@ -46,7 +46,7 @@ def run(digits, model):
 def test_runs_and_records_every_iteration(run):
     assert isinstance(run, Posterior)
     for key in ("accepted", "acceptance_rate", "diverging", "energy", "mh"):
-        assert run.stats[key].shape == (N_ITER,)
+        assert run.stats[key].shape == (N_ITER, 1)  # (iterations, chains)
     assert run.attrs["n_leapfrog_steps"] == 7
     assert run.attrs["method"] == "hmc" and run.attrs["n_burnin"] == N_BURNIN
     assert np.all(np.isfinite(run.stats["energy"]))

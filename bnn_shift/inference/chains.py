@@ -1,0 +1,231 @@
+"""The HMC driver loop: chains in lockstep, burn-in, model averaging, checkpoints, progress.
+
+Every iteration is one compiled call (all chains' trajectories, accept tests and eval-set
+predictions); the host accumulates per-chain model averages and stats, streams kept draws to
+disk when a run directory is given, and checkpoints after every iteration so that a killed run
+resumes to exactly the chain an uninterrupted run would have produced.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from bnn_shift.inference.checkpoint import (
+    arrays_to_tree,
+    load_arrays,
+    save_arrays,
+    tree_to_arrays,
+)
+from bnn_shift.inference.hmc import HMCKernel, HMCState
+from bnn_shift.models.params import PyTree
+
+STATS = ("accepted", "acceptance_rate", "diverging", "energy", "log_density", "mh")
+STATE_FILE = "checkpoint.npz"
+DRAWS_DIR = "draws"
+
+PredictFn = Callable[[PyTree, jax.Array], jax.Array]  # (params, x (m, ...)) -> probs (m, k)
+
+
+@dataclass
+class ChainRun:
+    """What a run accumulated; stats and trace arrays are (n_iterations, n_chains)."""
+
+    stats: dict[str, np.ndarray]
+    trace: dict[str, np.ndarray]  # function-space quantities per iteration and chain
+    sums: dict[str, np.ndarray]  # eval name -> (n_chains, m, k) sums over accepted draws
+    counts: np.ndarray  # (n_chains,) accepted post-burn-in draws per chain
+    draws: list[tuple[int, PyTree]] = field(default_factory=list)  # (chain, params) kept draws
+    completed: int = 0  # iterations done
+
+
+def iteration_keys(seed: int, iteration: int, n_chains: int) -> jax.Array:
+    """Keys for one iteration: independent of how the run was split by interruptions."""
+    return jax.random.split(jax.random.fold_in(jax.random.key(seed), iteration), n_chains)
+
+
+def build_iteration(kernel: HMCKernel, predict: PredictFn):
+    """One jitted call: every chain's HMC step, then predictions on each eval set."""
+
+    def one(keys, state: HMCState, data, mh, eval_x):
+        state, info = jax.vmap(kernel.step, in_axes=(0, 0, None, None))(keys, state, data, mh)
+        probs = {
+            name: jax.vmap(predict, in_axes=(0, None))(state.position, x)
+            for name, x in eval_x.items()
+        }
+        return state, info, probs
+
+    return jax.jit(one)
+
+
+def function_space_trace(
+    state: HMCState, probs: Mapping[str, np.ndarray], eval_y: Mapping[str, np.ndarray | None]
+) -> dict[str, np.ndarray]:
+    """Per-chain scalars to diagnose mixing in function space: train log-likelihood and, for
+    labelled eval sets, their mean log predictive and accuracy."""
+    out = {"log_likelihood": np.asarray(jnp.sum(state.loglik, axis=-1))}
+    for name, p in probs.items():
+        y = eval_y.get(name)
+        if y is not None:
+            true = np.take_along_axis(p, y[None, :, None], axis=-1)[..., 0]  # (C, m)
+            out[f"{name}_log_predictive"] = np.mean(np.log(np.maximum(true, 1e-12)), axis=-1)
+            out[f"{name}_accuracy"] = np.mean(np.argmax(p, axis=-1) == y[None], axis=-1)
+    return out
+
+
+def _fingerprint_matches(meta: dict[str, Any], fingerprint: dict[str, Any], path: Path) -> None:
+    if meta.get("fingerprint") != fingerprint:
+        raise ValueError(
+            f"{path} holds a checkpoint of a different run ({meta.get('fingerprint')}); "
+            f"this run is {fingerprint}. Use another run directory or delete it."
+        )
+
+
+def run_chains(
+    kernel: HMCKernel,
+    state: HMCState,
+    data: tuple,
+    *,
+    predict: PredictFn,
+    eval_sets: Mapping[str, tuple[jax.Array, np.ndarray | None]],
+    n_iterations: int,
+    n_burnin: int,
+    seed: int,
+    thin: int = 1,
+    keep_draws: bool = True,
+    run_dir: Path | None = None,
+    fingerprint: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> ChainRun:
+    """Run chains (state leaves have a leading chain axis) for n_iterations, resuming from
+    run_dir's checkpoint when there is one. Interrupting returns what was done so far."""
+    n_chains = int(state.logdensity.shape[0])
+    eval_x = {name: x for name, (x, _) in eval_sets.items()}
+    eval_y = {name: y for name, (_, y) in eval_sets.items()}
+    step = build_iteration(kernel, predict)
+    record = ChainRun(stats={}, trace={}, sums={}, counts=np.zeros(n_chains, np.int64))
+    stats_rows: list[dict[str, np.ndarray]] = []
+    trace_rows: list[dict[str, np.ndarray]] = []
+    fingerprint = dict(fingerprint or {}, n_chains=n_chains, seed=seed, n_burnin=n_burnin)
+
+    if run_dir is not None and (Path(run_dir) / STATE_FILE).exists():
+        state, record, stats_rows, trace_rows = _resume(
+            Path(run_dir), state, record, fingerprint, keep_draws
+        )
+    bar = tqdm(
+        total=n_iterations, initial=record.completed, desc="HMC", disable=not progress, unit="it"
+    )
+    try:
+        for i in range(record.completed, n_iterations):
+            keys = iteration_keys(seed, i, n_chains)
+            mh = jnp.asarray(i >= n_burnin)
+            state, info, probs = step(keys, state, data, mh, eval_x)
+            probs = {k: np.asarray(v, np.float64) for k, v in probs.items()}
+            stats_rows.append(
+                {k: np.asarray(getattr(info, k)) for k in STATS if k != "log_density"}
+                | {"log_density": np.asarray(state.logdensity)}
+            )
+            trace_rows.append(function_space_trace(state, probs, eval_y))
+            kept = np.asarray(info.accepted) & (i >= n_burnin)
+            for name, p in probs.items():
+                record.sums.setdefault(name, np.zeros_like(p))
+                record.sums[name] += kept[:, None, None] * p
+            record.counts += kept
+            if keep_draws and (i - n_burnin) % thin == 0:
+                _keep(record, state, kept, i, run_dir)
+            record.completed = i + 1
+            if run_dir is not None:
+                _checkpoint(Path(run_dir), state, record, stats_rows, trace_rows, fingerprint)
+            _show(bar, stats_rows, n_burnin, record.counts)
+    except KeyboardInterrupt:
+        warnings.warn(
+            f"HMC interrupted after {record.completed} of {n_iterations} iterations; returning "
+            "what was drawn" + (f" (resume from {run_dir})" if run_dir else ""),
+            stacklevel=3,
+        )
+    finally:
+        bar.close()
+    record.stats = _stack(stats_rows, STATS, n_chains)
+    record.trace = _stack(trace_rows, trace_rows[0].keys() if trace_rows else (), n_chains)
+    if run_dir is not None and keep_draws:
+        record.draws = _load_draws(Path(run_dir), state.position, record.completed)
+    return record
+
+
+def _keep(record: ChainRun, state: HMCState, kept: np.ndarray, i: int, run_dir) -> None:
+    for chain in np.flatnonzero(kept):
+        params = jax.tree.map(lambda a, c=chain: np.asarray(a[c]), state.position)
+        if run_dir is None:
+            record.draws.append((int(chain), params))
+        else:
+            path = Path(run_dir) / DRAWS_DIR / f"iter{i:07d}_chain{chain:04d}.npz"
+            save_arrays(
+                path, tree_to_arrays(params, "params"), {"iteration": i, "chain": int(chain)}
+            )
+
+
+def _load_draws(run_dir: Path, position: PyTree, completed: int) -> list[tuple[int, PyTree]]:
+    like = jax.tree.map(lambda a: np.asarray(a[0]), position)
+    out = []
+    for path in sorted((run_dir / DRAWS_DIR).glob("iter*_chain*.npz")):
+        arrays, meta = load_arrays(path)
+        if meta["iteration"] < completed:
+            out.append((meta["chain"], arrays_to_tree(arrays, "params", like)))
+    return out
+
+
+def _checkpoint(run_dir, state, record, stats_rows, trace_rows, fingerprint) -> None:
+    arrays = tree_to_arrays(state, "state")
+    arrays |= {f"sums/{k}": v for k, v in record.sums.items()}
+    arrays["counts"] = record.counts
+    n_chains = len(record.counts)
+    arrays |= {f"stats/{k}": v for k, v in _stack(stats_rows, STATS, n_chains).items()}
+    arrays |= {
+        f"trace/{k}": v for k, v in _stack(trace_rows, trace_rows[0].keys(), n_chains).items()
+    }
+    save_arrays(
+        run_dir / STATE_FILE, arrays, {"completed": record.completed, "fingerprint": fingerprint}
+    )
+
+
+def _resume(run_dir, state, record, fingerprint, keep_draws):
+    arrays, meta = load_arrays(run_dir / STATE_FILE)
+    _fingerprint_matches(meta, fingerprint, run_dir / STATE_FILE)
+    state = arrays_to_tree(arrays, "state", jax.tree.map(np.asarray, state))
+    state = jax.tree.map(jnp.asarray, state)
+    record.completed = int(meta["completed"])
+    record.counts = arrays["counts"]
+    record.sums = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("sums/")}
+    stats = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("stats/")}
+    trace = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("trace/")}
+    stats_rows = [{k: v[i] for k, v in stats.items()} for i in range(record.completed)]
+    trace_rows = [{k: v[i] for k, v in trace.items()} for i in range(record.completed)]
+    if keep_draws:  # draws written after the last checkpoint are redone
+        for path in (run_dir / DRAWS_DIR).glob("iter*_chain*.npz"):
+            if int(path.name[4:11]) >= record.completed:
+                path.unlink()
+    return state, record, stats_rows, trace_rows
+
+
+def _stack(rows: list[dict[str, np.ndarray]], keys, n_chains: int) -> dict[str, np.ndarray]:
+    if not rows:
+        return {k: np.zeros((0, n_chains)) for k in keys}
+    return {k: np.stack([row[k] for row in rows]) for k in keys}
+
+
+def _show(bar, stats_rows, n_burnin: int, counts: np.ndarray) -> None:
+    sampled = [row["acceptance_rate"] for row in stats_rows[n_burnin:]]
+    bar.set_postfix(
+        accept=f"{np.mean(sampled):.2f}" if sampled else "burn-in",
+        kept=int(counts.sum()),
+        diverging=int(sum(row["diverging"].sum() for row in stats_rows)),
+    )
+    bar.update()
