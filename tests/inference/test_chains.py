@@ -1,0 +1,70 @@
+"""Several chains in lockstep, resuming and extending runs, and the run-directory checks."""
+
+import jax
+import numpy as np
+import pytest
+
+from bnn_shift.data import load_digits
+from bnn_shift.inference import hmc
+from bnn_shift.models import MLP
+from bnn_shift.priors import Gaussian
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_digits().subset(200, 50, seed=0)
+
+
+def fit(data, **kwargs):
+    model = MLP(data.n_features, (16,), data.n_classes, key=jax.random.key(0))
+    settings = dict(
+        step_size=0.02, trajectory_length=0.3, n_iterations=8, n_burnin=2, seed=3, progress=False
+    )
+    return hmc(model, Gaussian(0.3), data.x_train, data.y_train, **settings | kwargs)
+
+
+def test_chains_are_independent_runs_of_the_same_kernel(data):
+    both = fit(data, n_chains=2, init="prior")
+    assert both.stats["acceptance_rate"].shape == (8, 2)
+    assert set(np.unique(both.draw_chain)) <= {0, 1}
+    assert both.n_draws == int(both.stats["accepted"][2:].sum())
+    # different starts and momenta: the chains' log-likelihood traces differ
+    trace = both.trace["log_likelihood"]
+    assert trace.shape == (8, 2) and not np.allclose(trace[:, 0], trace[:, 1])
+
+
+def test_labelled_eval_sets_are_traced(data):
+    post = fit(data, n_chains=2, eval_sets={"test": (data.x_test, data.y_test)})
+    assert post.trace["test_accuracy"].shape == (8, 2)
+    assert np.all((0 <= post.trace["test_accuracy"]) & (post.trace["test_accuracy"] <= 1))
+    assert np.all(post.trace["test_log_predictive"] <= 0)
+
+
+def test_resume_extends_a_finished_run(data, tmp_path):
+    whole = fit(data, n_iterations=8, thin=1)
+    fit(data, n_iterations=5, run_dir=tmp_path)
+    extended = fit(data, n_iterations=8, run_dir=tmp_path)
+    assert extended.attrs["n_iterations"] == 8
+    np.testing.assert_array_equal(extended.stats["energy"], whole.stats["energy"])
+    for a, b in zip(jax.tree.leaves(extended.draws), jax.tree.leaves(whole.draws)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_run_dir_of_another_run_is_refused(data, tmp_path):
+    fit(data, n_iterations=3, run_dir=tmp_path)
+    with pytest.raises(ValueError, match="checkpoint of a different run"):
+        fit(data, n_iterations=3, run_dir=tmp_path, step_size=0.01)
+
+
+def test_thinning_keeps_every_kth_accepted_draw(data):
+    post = fit(data, n_iterations=10, thin=3)
+    accepted = post.stats["accepted"][2:, 0]
+    kept_iterations = [i for i in range(8) if i % 3 == 0 and accepted[i]]
+    assert post.n_draws == len(kept_iterations)
+
+
+def test_bad_chain_settings(data):
+    with pytest.raises(ValueError, match="n_chains and thin"):
+        fit(data, n_chains=0)
+    with pytest.raises(ValueError, match="init must be one of"):
+        fit(data, init="zeros")
