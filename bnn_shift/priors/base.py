@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 PyTree = Any
@@ -50,6 +51,25 @@ class Prior(eqx.Module):
     def describe(self) -> str:
         """One readable line about this prior."""
         return repr(self)
+
+
+class FactorisedPrior(Prior):
+    """A prior that draws every parameter independently from one numpyro distribution."""
+
+    def distribution(self):
+        """The numpyro distribution of a single parameter."""
+        raise NotImplementedError
+
+    def log_prob(self, params: PyTree) -> jax.Array:
+        dist = self.distribution()
+        return sum(jnp.sum(dist.log_prob(leaf)) for leaf in leaves_of(params))
+
+    def sample(self, key: jax.Array, params_like: PyTree) -> PyTree:
+        leaves, treedef = jax.tree.flatten(params_like)
+        keys = jax.random.split(key, len(leaves))
+        dist = self.distribution()
+        draws = [dist.sample(k, leaf.shape).astype(leaf.dtype) for k, leaf in zip(keys, leaves)]
+        return jax.tree.unflatten(treedef, draws)
 
 
 def leaves_of(params: PyTree) -> list[jax.Array]:

@@ -9,10 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
-from bnn_shift.priors.base import Prior, PyTree, leaves_of
+from bnn_shift.priors.base import FactorisedPrior, PyTree
 
 
-class Gaussian(Prior):
+class Gaussian(FactorisedPrior):
     """theta ~ N(0, scale^2 I); `scale = 1/sqrt(wd)` in the paper's weight-decay terms."""
 
     std: float = eqx.field(static=True)
@@ -26,24 +26,13 @@ class Gaussian(Prior):
     def scale(self) -> float:
         return self.std
 
-    def _dist(self) -> dist.Normal:
+    def distribution(self) -> dist.Normal:
         return dist.Normal(0.0, self.std)
-
-    def log_prob(self, params: PyTree) -> jax.Array:
-        return sum(jnp.sum(self._dist().log_prob(leaf)) for leaf in leaves_of(params))
 
     def log_prob_diff(self, new: PyTree, old: PyTree) -> jax.Array:
         # -(new^2 - old^2)/2s^2 as (new-old)(new+old): no cancellation of two large sums.
         terms = jax.tree.map(lambda a, b: jnp.sum((a - b) * (a + b)), new, old)
         return -0.5 * sum(jax.tree.leaves(terms)) / self.std**2
-
-    def sample(self, key: jax.Array, params_like: PyTree) -> PyTree:
-        leaves, treedef = jax.tree.flatten(params_like)
-        keys = jax.random.split(key, len(leaves))
-        draws = [
-            self._dist().sample(k, leaf.shape).astype(leaf.dtype) for k, leaf in zip(keys, leaves)
-        ]
-        return jax.tree.unflatten(treedef, draws)
 
     def describe(self) -> str:
         return f"Gaussian(scale={self.std:g})  [weight decay {1 / self.std**2:g}]"

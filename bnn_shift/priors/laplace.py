@@ -9,10 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
-from bnn_shift.priors.base import Prior, PyTree, leaves_of
+from bnn_shift.priors.base import FactorisedPrior, PyTree
 
 
-class Laplace(Prior):
+class Laplace(FactorisedPrior):
     """theta_i ~ Laplace(0, b) iid with b = scale/sqrt(2), so Var theta_i = 2b^2 = scale^2.
 
     In the paper's weight-decay terms b = sqrt(1/(2 wd)) with wd = 1/scale^2.
@@ -37,24 +37,13 @@ class Laplace(Prior):
         """The Laplace scale parameter b = std/sqrt(2)."""
         return self.std / math.sqrt(2.0)
 
-    def _dist(self) -> dist.Laplace:
+    def distribution(self) -> dist.Laplace:
         return dist.Laplace(0.0, self.b)
-
-    def log_prob(self, params: PyTree) -> jax.Array:
-        return sum(jnp.sum(self._dist().log_prob(leaf)) for leaf in leaves_of(params))
 
     def log_prob_diff(self, new: PyTree, old: PyTree) -> jax.Array:
         # -(|new| - |old|)/b per parameter before summing: no cancellation of two large totals.
         terms = jax.tree.map(lambda a, b: jnp.sum(jnp.abs(a) - jnp.abs(b)), new, old)
         return -sum(jax.tree.leaves(terms)) / self.b
-
-    def sample(self, key: jax.Array, params_like: PyTree) -> PyTree:
-        leaves, treedef = jax.tree.flatten(params_like)
-        keys = jax.random.split(key, len(leaves))
-        draws = [
-            self._dist().sample(k, leaf.shape).astype(leaf.dtype) for k, leaf in zip(keys, leaves)
-        ]
-        return jax.tree.unflatten(treedef, draws)
 
     def describe(self) -> str:
         return f"Laplace(scale={self.std:g}, b={self.b:.4g})  [weight decay {1 / self.std**2:g}]"

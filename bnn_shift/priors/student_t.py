@@ -9,10 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
-from bnn_shift.priors.base import Prior, PyTree, leaves_of
+from bnn_shift.priors.base import FactorisedPrior, PyTree
 
 
-class StudentT(Prior):
+class StudentT(FactorisedPrior):
     """theta_i ~ t_df(0, s) iid: location-scale t with s = `scale` = 1/sqrt(wd) (the paper's form).
 
     Its standard deviation is s*sqrt(df/(df-2)) for df > 2; use `StudentT.matched(df, std)` to
@@ -49,11 +49,8 @@ class StudentT(Prior):
             return self.s * math.sqrt(self.df / (self.df - 2))
         return self.s
 
-    def _dist(self) -> dist.StudentT:
+    def distribution(self) -> dist.StudentT:
         return dist.StudentT(self.df, 0.0, self.s)
-
-    def log_prob(self, params: PyTree) -> jax.Array:
-        return sum(jnp.sum(self._dist().log_prob(leaf)) for leaf in leaves_of(params))
 
     def log_prob_diff(self, new: PyTree, old: PyTree) -> jax.Array:
         # log(1 + x_a) - log(1 + x_b) = log1p((x_a - x_b)/(1 + x_b)), x_a - x_b from (a-b)(a+b):
@@ -65,14 +62,6 @@ class StudentT(Prior):
 
         terms = jax.tree.map(term, new, old)
         return -0.5 * (self.df + 1.0) * sum(jax.tree.leaves(terms))
-
-    def sample(self, key: jax.Array, params_like: PyTree) -> PyTree:
-        leaves, treedef = jax.tree.flatten(params_like)
-        keys = jax.random.split(key, len(leaves))
-        draws = [
-            self._dist().sample(k, leaf.shape).astype(leaf.dtype) for k, leaf in zip(keys, leaves)
-        ]
-        return jax.tree.unflatten(treedef, draws)
 
     def describe(self) -> str:
         std = f"std {self.scale:.4g}" if self.df > 2 else "infinite variance"
