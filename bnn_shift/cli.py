@@ -67,6 +67,7 @@ def add_compare_priors(sub: argparse._SubParsersAction) -> None:
         ("--empcov-eps", "empcov_eps", float, "EmpCov prior variance along null data directions"),
         ("--step-size", "step_size", float, "HMC leapfrog step size"),
         ("--n-iterations", "n_iterations", int, "HMC iterations, burn-in included"),
+        ("--n-chains", "n_chains", int, "HMC chains per prior (R-hat needs >= 2)"),
         ("--n-burnin", "n_burnin", int, "HMC iterations without MH correction, not averaged"),
         ("--trajectory-length", "trajectory_length", float, "HMC trajectory (pi/2 * scale)"),
         ("--map-epochs", "map_epochs", int, "MAP epochs"),
@@ -119,6 +120,37 @@ def run_compare_priors(args: argparse.Namespace) -> None:
     print(f"\nwrote {args.out}/metrics.csv, accuracy.png, config.json, posterior-*.nc")
 
 
+def add_diagnose(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "diagnose",
+        parents=[common_options()],
+        help="sampler health and R-hat/ESS of saved posteriors",
+        description="Print acceptance, divergences and ArviZ R-hat/ESS of the function-space "
+        "trace (train log-likelihood, test log-predictive and accuracy) of each saved posterior "
+        "(*.nc) in RUN_DIR, or of the given .nc files.",
+    )
+    p.add_argument("paths", nargs="+", metavar="RUN_DIR", help="run directory or .nc files")
+    p.set_defaults(run=run_diagnose)
+
+
+def run_diagnose(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from bnn_shift.inference.diagnostics import report
+
+    files = []
+    for given in map(Path, args.paths):
+        if given.is_dir():
+            files.extend(sorted(given.glob("*.nc")))
+        elif given.is_file():
+            files.append(given)
+        else:
+            raise FileNotFoundError(f"{given} is neither a run directory nor a .nc file")
+    if not files:
+        raise FileNotFoundError(f"no saved posteriors (*.nc) in {', '.join(args.paths)}")
+    print("\n\n".join(report(f) for f in files))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bnn-shift",
@@ -126,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_compare_priors(sub)
+    add_diagnose(sub)
     return parser
 
 

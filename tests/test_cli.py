@@ -65,3 +65,15 @@ def test_bad_flag_is_one_clear_line(tmp_path, capsys):
 def test_debug_shows_the_exception(tmp_path):
     with pytest.raises(ValueError, match="unknown priors"):
         main([*TINY, "--priors", "horseshoe", "--out", str(tmp_path), "--debug"])
+
+
+def test_diagnose_prints_rhat_for_a_two_chain_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [*TINY, "--n-iterations", "8", "--n-chains", "2", "--no-map", "--out", str(out)]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(["diagnose", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "posterior-hmc-empcov.nc" in printed and "r_hat" in printed
+    assert "test_accuracy" in printed
+    assert main(["diagnose", str(tmp_path / "missing")]) == 1

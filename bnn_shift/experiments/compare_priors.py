@@ -38,6 +38,7 @@ class ComparePriorsConfig:
     prior_scale: float = 0.1  # sigma of the Gaussian prior; the others are matched to it
     empcov_eps: float = 1e-8  # EmpCov prior variance along directions the data never varies in
     step_size: float = 1e-3
+    n_chains: int = 1
     n_iterations: int = 20
     n_burnin: int = 5
     trajectory_length: float | None = None  # default (pi/2) * prior_scale
@@ -160,7 +161,8 @@ def fit_method(
         n_burnin=config.n_burnin,
         trajectory_length=config.trajectory_length,
         seed=config.seed,
-        eval_sets={"test": data.x_test},
+        n_chains=config.n_chains,
+        eval_sets={"test": (data.x_test, data.y_test)},
         progress=progress,
     )
 
