@@ -68,6 +68,7 @@ def add_compare_priors(sub: argparse._SubParsersAction) -> None:
         ("--step-size", "step_size", float, "HMC leapfrog step size"),
         ("--n-iterations", "n_iterations", int, "HMC iterations, burn-in included"),
         ("--n-chains", "n_chains", int, "HMC chains per prior (R-hat needs >= 2)"),
+        ("--precision", "precision", str, "leapfrog matmuls: float32, tensorfloat32, bfloat16"),
         ("--n-burnin", "n_burnin", int, "HMC iterations without MH correction, not averaged"),
         ("--trajectory-length", "trajectory_length", float, "HMC trajectory (pi/2 * scale)"),
         ("--map-epochs", "map_epochs", int, "MAP epochs"),

@@ -39,6 +39,7 @@ class ComparePriorsConfig:
     empcov_eps: float = 1e-8  # EmpCov prior variance along directions the data never varies in
     step_size: float = 1e-3
     n_chains: int = 1
+    precision: str = "float32"  # leapfrog matmuls: float32, tensorfloat32 or bfloat16
     n_iterations: int = 20
     n_burnin: int = 5
     trajectory_length: float | None = None  # default (pi/2) * prior_scale
@@ -162,6 +163,7 @@ def fit_method(
         trajectory_length=config.trajectory_length,
         seed=config.seed,
         n_chains=config.n_chains,
+        precision=config.precision,
         eval_sets={"test": (data.x_test, data.y_test)},
         progress=progress,
     )

@@ -77,13 +77,19 @@ def build_kernel(
     n_steps: int,
     temperature: float = 1.0,
     divergence_threshold: float = 1000.0,
+    trajectory_loglik_fn: PerExampleLogLik | None = None,
 ) -> HMCKernel:
-    """HMC on exp((sum_i loglik_i + log prior) / T) with the prior's preconditioner as metric."""
+    """HMC on exp((sum_i loglik_i + log prior) / T) with the prior's preconditioner as metric.
+
+    trajectory_loglik_fn: a cheaper (e.g. reduced-precision) likelihood for the leapfrog
+    gradients only; the accept test always uses `loglik_fn`, so the chain stays exact.
+    """
+    fast_loglik = trajectory_loglik_fn or loglik_fn
     factors = prior.preconditioner(params_like)
     metric = prior_metric(factors)
 
     def logdensity(params: PyTree, data: Data) -> jax.Array:
-        return (jnp.sum(loglik_fn(params, data)) + prior.log_prob(params)) / temperature
+        return (jnp.sum(fast_loglik(params, data)) + prior.log_prob(params)) / temperature
 
     def init(position: PyTree, data: Data) -> HMCState:
         value, grad = jax.value_and_grad(logdensity)(position, data)

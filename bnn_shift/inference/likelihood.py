@@ -38,12 +38,37 @@ def check_classification_data(x, y, n_classes: int) -> tuple[np.ndarray, np.ndar
     return x.astype(np.float32, copy=False), y.astype(np.int32, copy=False)
 
 
+PRECISIONS = ("float32", "tensorfloat32", "bfloat16")
+
+
+def with_precision(loglik: LogLikelihood, precision: str) -> LogLikelihood:
+    """The same likelihood with its matmuls in `precision`; sums and softmax stay float32.
+
+    tensorfloat32 changes only how the accelerator multiplies (a no-op on CPUs); bfloat16 casts
+    the inputs and parameters, so it also saves memory bandwidth.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "float32":
+        return loglik
+
+    def reduced(params: PyTree, static: PyTree, x: jax.Array, y: jax.Array) -> jax.Array:
+        if precision == "bfloat16":
+            params = jax.tree.map(lambda a: a.astype(jnp.bfloat16), params)
+            x = x.astype(jnp.bfloat16)
+            return loglik(params, static, x, y).astype(jnp.float32)
+        with jax.default_matmul_precision("tensorfloat32"):
+            return loglik(params, static, x, y)
+
+    return reduced
+
+
 def categorical_loglik(
     params: PyTree, static: PyTree, x: jax.Array, y: jax.Array
 ) -> jax.Array:  # (n,)
     """log p(y_i | x_i, params) for a classifier returning logits for one example."""
     model = combine_params(params, static)
-    logits = jax.vmap(model)(x)  # (n, k)
+    logits = jax.vmap(model)(x).astype(jnp.float32)  # (n, k)
     return jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1)[:, 0]
 
 

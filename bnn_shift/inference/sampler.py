@@ -19,6 +19,7 @@ from bnn_shift.inference.likelihood import (
     categorical_loglik,
     check_classification_data,
     predict_probs,
+    with_precision,
 )
 from bnn_shift.inference.posterior import Posterior, empty_draws, stack_draws
 from bnn_shift.inference.sharding import make_mesh, masked, place_chains, place_data, replicate
@@ -48,6 +49,7 @@ def hmc(
     keep_draws: bool = True,
     run_dir: str | Path | None = None,
     devices: Sequence[jax.Device] | None = None,
+    precision: str = "float32",
     max_steps: int = 100_000,
     progress: bool = True,
 ) -> Posterior:
@@ -64,6 +66,8 @@ def hmc(
     thin: keep every thin-th post-burn-in accepted draw (all enter the running averages).
     run_dir: checkpoint after every iteration and stream kept draws there; calling again with
         the same run_dir resumes (a larger n_iterations extends the run).
+    precision: matmul precision of the leapfrog gradients ("float32", "tensorfloat32",
+        "bfloat16"); the accept test always uses float32, so the chain targets the same posterior.
     Interrupting (Ctrl-C) returns the posterior drawn so far.
     """
     _check_settings(n_iterations, n_burnin, temperature, n_chains, thin, init)
@@ -77,6 +81,7 @@ def hmc(
     n_steps = n_leapfrog_steps(tau, step_size, max_steps)
     prior.log_prob(params)  # fails early, with the prior's message, if rules do not fit the model
 
+    fast = with_precision(categorical_loglik, precision)
     kernel = build_kernel(
         lambda p, data: masked(categorical_loglik(p, static, data[0], data[1]), data[2]),
         prior,
@@ -84,6 +89,7 @@ def hmc(
         step_size=step_size,
         n_steps=n_steps,
         temperature=temperature,
+        trajectory_loglik_fn=lambda p, data: masked(fast(p, static, data[0], data[1]), data[2]),
     )
     mesh = make_mesh(n_chains, devices)
     data = place_data(x, y, mesh)
@@ -101,6 +107,7 @@ def hmc(
         "n_train": len(x),
         "init": init,
         "thin": thin,
+        "precision": precision,
         "prior": prior.describe(),
     }
     started = time.perf_counter()
