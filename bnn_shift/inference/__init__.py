@@ -10,6 +10,7 @@ from bnn_shift.inference.hmc import (
 )
 from bnn_shift.inference.map import map_fit
 from bnn_shift.inference.metric import prior_metric
+from bnn_shift.inference.nuts import nuts
 from bnn_shift.inference.posterior import Posterior
 from bnn_shift.inference.sampler import hmc
 
@@ -23,5 +24,6 @@ __all__ = [
     "hmc",
     "map_fit",
     "n_leapfrog_steps",
+    "nuts",
     "prior_metric",
 ]

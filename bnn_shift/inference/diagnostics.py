@@ -38,11 +38,15 @@ def sampler_health(tree: xr.DataTree) -> dict[str, float | int | str]:
         "burn-in": int(warmup.sizes.get("draw", 0)),
         "draws": int(stats.sizes["draw"]),
         "step size": attrs.get("step_size", float("nan")),
-        "leapfrog steps": attrs.get("n_leapfrog_steps", 0),
         "acceptance rate": float(stats["acceptance_rate"].mean()),
-        "accepted": float(stats["accepted"].mean()),
-        "divergences": int(stats["diverging"].sum() + warmup["diverging"].sum()),
+        "divergences": int(stats["diverging"].sum() + warmup.get("diverging", 0).sum()),
     }
+    if "n_leapfrog_steps" in attrs:
+        health["leapfrog steps"] = attrs["n_leapfrog_steps"]
+    if "accepted" in stats:
+        health["accepted"] = float(stats["accepted"].mean())
+    if "n_steps" in stats:
+        health["mean tree size"] = float(stats["n_steps"].mean())
     return health
 
 
