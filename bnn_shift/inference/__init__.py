@@ -10,11 +10,21 @@ from bnn_shift.inference.hmc import (
 )
 from bnn_shift.inference.map import map_fit
 from bnn_shift.inference.metric import prior_metric
+from bnn_shift.inference.numpyro_export import (
+    EmpCovDistribution,
+    module_prior,
+    numpyro_model,
+    params_to_sites,
+    posterior_from_numpyro,
+    prior_distributions,
+    to_params,
+)
 from bnn_shift.inference.nuts import nuts
 from bnn_shift.inference.posterior import Posterior
 from bnn_shift.inference.sampler import hmc
 
 __all__ = [
+    "EmpCovDistribution",
     "HMCInfo",
     "HMCKernel",
     "HMCState",
@@ -23,7 +33,13 @@ __all__ = [
     "default_trajectory_length",
     "hmc",
     "map_fit",
+    "module_prior",
     "n_leapfrog_steps",
+    "numpyro_model",
     "nuts",
+    "params_to_sites",
+    "posterior_from_numpyro",
+    "prior_distributions",
     "prior_metric",
+    "to_params",
 ]
