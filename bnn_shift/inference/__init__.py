@@ -1,5 +1,6 @@
 """Inference engines (full-batch HMC, MAP) and the `Posterior` they return."""
 
+from bnn_shift.inference.ensemble import deep_ensemble
 from bnn_shift.inference.hmc import (
     HMCInfo,
     HMCKernel,
@@ -22,6 +23,8 @@ from bnn_shift.inference.numpyro_export import (
 from bnn_shift.inference.nuts import nuts
 from bnn_shift.inference.posterior import Posterior
 from bnn_shift.inference.sampler import hmc
+from bnn_shift.inference.sgmcmc import sgld
+from bnn_shift.inference.vi import mfvi
 
 __all__ = [
     "EmpCovDistribution",
@@ -30,9 +33,11 @@ __all__ = [
     "HMCState",
     "Posterior",
     "build_kernel",
+    "deep_ensemble",
     "default_trajectory_length",
     "hmc",
     "map_fit",
+    "mfvi",
     "module_prior",
     "n_leapfrog_steps",
     "numpyro_model",
@@ -41,5 +46,6 @@ __all__ = [
     "posterior_from_numpyro",
     "prior_distributions",
     "prior_metric",
+    "sgld",
     "to_params",
 ]

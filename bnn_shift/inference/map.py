@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,6 +32,21 @@ def make_optimizer(name: str, learning_rate: float, n_steps: int) -> optax.Gradi
     return optax.sgd(schedule, momentum=0.9)
 
 
+def check_training_inputs(
+    model: PyTree, prior: Prior, x, y, batch_size: int | None, n_epochs: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Validate data, batch size, epochs and the prior's fit to the model -> (x, y, batch)."""
+    x, y = check_classification_data(x, y, n_classes=n_outputs(model, x))
+    n = len(x)
+    batch = n if batch_size is None else int(batch_size)
+    if not 1 <= batch <= n:
+        raise ValueError(f"batch_size must be between 1 and the data size {n}, got {batch_size}")
+    if n_epochs < 1:
+        raise ValueError(f"n_epochs must be >= 1, got {n_epochs}")
+    prior.log_prob(eqx.filter(model, eqx.is_inexact_array))
+    return x, y, batch
+
+
 def map_fit(
     model: PyTree,
     prior: Prior,
@@ -51,14 +67,8 @@ def map_fit(
     the per-epoch mean loss, -(log posterior)/n.
     """
     params, static = partition_params(model)
-    x, y = check_classification_data(x, y, n_classes=n_outputs(model, x))
+    x, y, batch = check_training_inputs(model, prior, x, y, batch_size, n_epochs)
     n = len(x)
-    batch = n if batch_size is None else int(batch_size)
-    if not 1 <= batch <= n:
-        raise ValueError(f"batch_size must be between 1 and the data size {n}, got {batch_size}")
-    if n_epochs < 1:
-        raise ValueError(f"n_epochs must be >= 1, got {n_epochs}")
-    prior.log_prob(params)
     steps_per_epoch = n // batch
     opt = make_optimizer(optimizer, learning_rate, n_epochs * steps_per_epoch)
 
