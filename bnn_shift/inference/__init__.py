@@ -1,7 +1,7 @@
 """Inference engines (full-batch HMC, MAP) and the `Posterior` they return."""
 
 from bnn_shift.inference.ensemble import deep_ensemble
-from bnn_shift.inference.hmc import (
+from bnn_shift.inference.kernel import (
     HMCInfo,
     HMCKernel,
     HMCState,

@@ -25,7 +25,7 @@ from bnn_shift.inference.checkpoint import (
     save_arrays,
     tree_to_arrays,
 )
-from bnn_shift.inference.hmc import HMCKernel, HMCState
+from bnn_shift.inference.kernel import HMCKernel, HMCState
 from bnn_shift.models.params import PyTree
 
 STATS = ("accepted", "acceptance_rate", "diverging", "energy", "log_density", "mh")

@@ -146,7 +146,7 @@ def numpyro_model(model: PyTree, prior: Prior, *, temperature: float = 1.0) -> N
     Sites: one per parameter leaf named by its dotted path, plus `"y"` ~ Categorical(logits)
     over the plate `"data"` (observed when y is given). The whole model runs under
     `handlers.scale(1/temperature)`, so its log density is (sum loglik + log prior) / T, the
-    target of `bnn_shift.inference.hmc`. `model`'s own parameter values only give shapes; start
+    target of `bnn_shift.inference.kernel`. `model`'s own parameter values only give shapes; start
     samplers from them with `init_to_value(values=params_to_sites(model))`.
     """
     if not (math.isfinite(temperature) and temperature > 0):

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bnn_shift.inference.chains import ChainRun, run_chains
-from bnn_shift.inference.hmc import build_kernel, default_trajectory_length, n_leapfrog_steps
+from bnn_shift.inference.kernel import build_kernel, default_trajectory_length, n_leapfrog_steps
 from bnn_shift.inference.likelihood import (
     categorical_loglik,
     check_classification_data,

@@ -18,6 +18,7 @@ class MassFactor(NamedTuple):
 
     sqrt_inv_mass: jax.Array  # (d, d)
     sqrt_mass: jax.Array  # (d, d)
+    inv_mass: jax.Array  # (d, d) = sqrt_inv_mass @ sqrt_inv_mass, precomputed in float64
 
 
 class Prior(eqx.Module):

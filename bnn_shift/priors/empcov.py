@@ -207,6 +207,7 @@ class EmpCov(Prior):
         factor = MassFactor(
             sqrt_inv_mass=jnp.asarray((vecs * rel_std) @ vecs.T, jnp.float32),
             sqrt_mass=jnp.asarray((vecs / rel_std) @ vecs.T, jnp.float32),
+            inv_mass=jnp.asarray((vecs * rel_std**2) @ vecs.T, jnp.float32),
         )
         return [factor] * len(jax.tree.leaves(params_like))
 

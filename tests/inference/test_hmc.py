@@ -1,4 +1,4 @@
-"""Tests for the full-batch HMC kernel (bnn_shift.inference.hmc).
+"""Tests for the full-batch HMC kernel (bnn_shift.inference.kernel).
 
 Statistical checks run thousands of independent chains in parallel (vmap) and compare the final
 states' moments with the exact Gaussian posterior: final states of independent chains are iid,

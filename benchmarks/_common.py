@@ -1,0 +1,103 @@
+"""Helpers shared by the benchmark scripts: data, interleaved timing, tables, memory readings."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable, Mapping
+
+import jax
+import numpy as np
+
+SHARED_MNIST = "/work/shared/data/mnist"
+
+
+def mnist_train(n_train: int, seed: int = 0, data_dir: str | None = None):
+    """-> (x (n, 784) float32, y (n,) int32): a stratified MNIST training subset.
+
+    Looks in data_dir, then $BNN_SHIFT_MNIST_DIR, then the shared copy, then the library's cache.
+    """
+    from bnn_shift.data import load_mnist
+
+    if data_dir is None and "BNN_SHIFT_MNIST_DIR" not in os.environ:
+        if os.path.isdir(SHARED_MNIST):
+            os.environ["BNN_SHIFT_MNIST_DIR"] = SHARED_MNIST
+    ds = load_mnist(data_dir, progress=False)
+    ds = ds if n_train >= len(ds.y_train) else ds.subset(n_train, None, seed=seed)
+    return ds.flat("train"), ds.y_train
+
+
+def interleaved_times(
+    calls: Mapping[str, Callable[[], object]], repeats: int
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Run each call once untimed (compile + warm-up, reported as `first`), then `repeats`
+    rounds calling every method once per round, so slow drifts of a shared machine hit all
+    methods alike. -> ({name: [seconds per repeat]}, {name: seconds of the first call})."""
+    first = {}
+    for name, call in calls.items():
+        t0 = time.perf_counter()
+        jax.block_until_ready(call())
+        first[name] = time.perf_counter() - t0
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(call())
+            times[name].append(time.perf_counter() - t0)
+    return times, first
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def spread(xs: list[float]) -> float:
+    """(max - min) / median: how noisy the repeats were."""
+    return (max(xs) - min(xs)) / statistics.median(xs) if len(xs) > 1 else 0.0
+
+
+def print_table(header: list[str], rows: list[list[object]]) -> None:
+    cells = [header] + [[f"{c:.4g}" if isinstance(c, float) else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for k, r in enumerate(cells):
+        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (psutil if installed, else /proc/self/status)."""
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except ImportError:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    return -1
+
+
+def live_array_bytes() -> tuple[int, int]:
+    """(total bytes, count) of the JAX arrays alive in this process."""
+    arrays = jax.live_arrays()
+    return int(sum(a.nbytes for a in arrays)), len(arrays)
+
+
+def mib(n: float) -> float:
+    return n / 2**20
+
+
+def describe_machine() -> str:
+    devices = jax.devices()
+    kind = f"{devices[0].device_kind} ({devices[0].platform})"
+    return (
+        f"jax {jax.__version__}, {len(devices)} x {kind}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
+    )
+
+
+def flat_size(tree) -> int:
+    return int(sum(np.size(a) for a in jax.tree.leaves(tree)))
