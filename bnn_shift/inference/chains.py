@@ -67,11 +67,16 @@ def build_iteration(kernel: HMCKernel, predict: PredictFn):
 
 
 def function_space_trace(
-    state: HMCState, probs: Mapping[str, np.ndarray], eval_y: Mapping[str, np.ndarray | None]
+    state: HMCState,
+    probs: Mapping[str, np.ndarray],
+    eval_y: Mapping[str, np.ndarray | None],
+    traced_leaves: Mapping[str, int],
 ) -> dict[str, np.ndarray]:
-    """Per-chain scalars to diagnose mixing in function space: train log-likelihood and, for
-    labelled eval sets, their mean log predictive and accuracy."""
+    """Per-chain quantities to diagnose mixing: train log-likelihood; for labelled eval sets,
+    their mean log predictive and accuracy; and the chosen parameters (name -> leaf index)."""
     out = {"log_likelihood": np.asarray(jnp.sum(state.loglik, axis=-1))}
+    leaves = jax.tree.leaves(state.position)
+    out |= {name: np.asarray(leaves[i]) for name, i in traced_leaves.items()}
     for name, p in probs.items():
         y = eval_y.get(name)
         if y is not None:
@@ -103,6 +108,7 @@ def run_chains(
     keep_draws: bool = True,
     run_dir: Path | None = None,
     fingerprint: dict[str, Any] | None = None,
+    traced_leaves: Mapping[str, int] | None = None,
     progress: bool = True,
 ) -> ChainRun:
     """Run chains (state leaves have a leading chain axis) for n_iterations, resuming from
@@ -133,7 +139,7 @@ def run_chains(
                 {k: np.asarray(getattr(info, k)) for k in STATS if k != "log_density"}
                 | {"log_density": np.asarray(state.logdensity)}
             )
-            trace_rows.append(function_space_trace(state, probs, eval_y))
+            trace_rows.append(function_space_trace(state, probs, eval_y, traced_leaves or {}))
             kept = np.asarray(info.accepted) & (i >= n_burnin)
             for name, p in probs.items():
                 record.sums.setdefault(name, np.zeros_like(p))

@@ -138,14 +138,25 @@ class Posterior:
 
 
 def _chain_dataset(values: dict[str, np.ndarray], rows: slice) -> xr.Dataset:
-    """(n_iterations, n_chains) arrays -> a (chain, draw) Dataset of the selected iterations."""
-    return xr.Dataset({k: (("chain", "draw"), np.asarray(v)[rows].T) for k, v in values.items()})
+    """(n_iterations, n_chains, ...) arrays -> a (chain, draw, ...) Dataset of those iterations."""
+    return xr.Dataset(
+        {
+            k: (
+                ("chain", "draw", *[f"{k}_dim_{i}" for i in range(np.ndim(v) - 2)]),
+                np.swapaxes(np.asarray(v)[rows], 0, 1),
+            )
+            for k, v in values.items()
+        }
+    )
 
 
 def _read_chain(tree: xr.DataTree, group: str) -> dict[str, np.ndarray]:
     """Inverse of `_chain_dataset` over the warmup and main groups."""
     warm, main = tree[f"warmup_{group}"].to_dataset(), tree[group].to_dataset()
-    return {k: np.concatenate([warm[k].values.T, main[k].values.T]) for k in main}
+    return {
+        k: np.concatenate([np.swapaxes(warm[k].values, 0, 1), np.swapaxes(main[k].values, 0, 1)])
+        for k in main
+    }
 
 
 def _draws_dataset(draws: PyTree, draw_chain: np.ndarray) -> xr.Dataset:

@@ -23,7 +23,7 @@ from bnn_shift.inference.likelihood import (
 )
 from bnn_shift.inference.posterior import Posterior, empty_draws, stack_draws
 from bnn_shift.inference.sharding import make_mesh, masked, place_chains, place_data, replicate
-from bnn_shift.models.params import PyTree, partition_params
+from bnn_shift.models.params import PyTree, param_paths, partition_params
 from bnn_shift.priors.base import Prior
 
 INITS = ("model", "prior")
@@ -50,6 +50,7 @@ def hmc(
     run_dir: str | Path | None = None,
     devices: Sequence[jax.Device] | None = None,
     precision: str = "float32",
+    trace_params: Sequence[str] = (),
     max_steps: int = 100_000,
     progress: bool = True,
 ) -> Posterior:
@@ -66,6 +67,8 @@ def hmc(
     thin: keep every thin-th post-burn-in accepted draw (all enter the running averages).
     run_dir: checkpoint after every iteration and stream kept draws there; calling again with
         the same run_dir resumes (a larger n_iterations extends the run).
+    trace_params: dotted paths of (small) parameters, e.g. "layers.2.bias", recorded at every
+        iteration next to the function-space trace, for weight-space diagnostics.
     precision: matmul precision of the leapfrog gradients ("float32", "tensorfloat32",
         "bfloat16"); the accept test always uses float32, so the chain targets the same posterior.
     Interrupting (Ctrl-C) returns the posterior drawn so far.
@@ -124,6 +127,7 @@ def hmc(
         keep_draws=keep_draws,
         run_dir=None if run_dir is None else Path(run_dir),
         fingerprint=settings | {"shapes": [list(a.shape) for a in jax.tree.leaves(params)]},
+        traced_leaves=_leaf_indices(params, trace_params),
         progress=progress,
     )
     attrs = settings | {
@@ -138,12 +142,25 @@ def hmc(
     return _posterior(run, params, static, attrs)
 
 
+def _leaf_indices(params: PyTree, names: Sequence[str]) -> dict[str, int]:
+    paths = param_paths(params)
+    unknown = [n for n in names if n not in paths]
+    if unknown:
+        raise ValueError(f"trace_params {unknown} are not parameters; parameter paths are {paths}")
+    return {name: paths.index(name) for name in names}
+
+
 def _predict(params: PyTree, x: jax.Array, static: PyTree) -> jax.Array:
     return predict_probs(params, static, x)
 
 
 def _posterior(run: ChainRun, params: PyTree, static: PyTree, attrs: dict) -> Posterior:
     total = int(run.counts.sum())
+    shape = run.stats["accepted"].shape  # (n_iterations, n_chains)
+    constants = {
+        "step_size": np.full(shape, attrs["step_size"], np.float32),
+        "n_steps": np.full(shape, attrs["n_leapfrog_steps"], np.int32),
+    }
     predictions = {
         k: (v.sum(axis=0) / max(total, 1)).astype(np.float32) for k, v in run.sums.items()
     }
@@ -151,7 +168,7 @@ def _posterior(run: ChainRun, params: PyTree, static: PyTree, attrs: dict) -> Po
         static=static,
         draws=stack_draws([p for _, p in run.draws]) if run.draws else empty_draws(params),
         draw_chain=np.asarray([c for c, _ in run.draws], np.int32),
-        stats=run.stats,
+        stats=run.stats | constants,
         trace=run.trace,
         predictions=predictions if total else {},
         attrs=attrs,

@@ -68,3 +68,17 @@ def test_bad_chain_settings(data):
         fit(data, n_chains=0)
     with pytest.raises(ValueError, match="init must be one of"):
         fit(data, init="zeros")
+
+
+def test_traced_parameters_and_constant_stats_round_trip(data, tmp_path):
+    from bnn_shift.inference import Posterior
+
+    post = fit(data, n_chains=2, trace_params=("layers.1.bias",))
+    assert post.trace["layers.1.bias"].shape == (8, 2, 10)
+    assert post.stats["step_size"].shape == (8, 2) and np.all(post.stats["n_steps"] == 15)
+    loaded = Posterior.load(post.save(tmp_path / "p.nc"), MLP(64, (16,), 10, key=jax.random.key(0)))
+    np.testing.assert_array_equal(loaded.trace["layers.1.bias"], post.trace["layers.1.bias"])
+    tree = post.to_datatree()
+    assert tree["posterior"]["layers.1.bias"].dims == ("chain", "draw", "layers.1.bias_dim_0")
+    with pytest.raises(ValueError, match="not parameters"):
+        fit(data, trace_params=("layers.9.bias",))
