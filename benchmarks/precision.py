@@ -1,6 +1,9 @@
 """Acceptance of HMC with float32 vs bfloat16 leapfrog gradients (the accept test stays float32)."""
 
-import os, time, jax, numpy as np
+import os
+import time
+
+import jax
 
 os.environ.setdefault("BNN_SHIFT_MNIST_DIR", "/work/shared/data/mnist")
 from bnn_shift.data import load_mnist
