@@ -106,10 +106,7 @@ def run_compare_priors(args: argparse.Namespace) -> None:
     given = {k: getattr(args, k) for k in args.config_fields if getattr(args, k) is not None}
     config = ComparePriorsConfig.paper(**given) if args.paper else ComparePriorsConfig(**given)
     result = compare_priors(config, out_dir=args.out, progress=not args.quiet)
-    print(
-        f"\ndataset: {result.dataset}  (train {config.n_train or 'all'}, test "
-        f"{config.n_test or 'all'})"
-    )
+    print(f"\ndataset: {result.dataset} (train {result.n_train}, test {result.n_test})")
     for method, posterior in result.posteriors.items():
         stats = posterior.stats
         if "mh" in stats and stats["mh"].any():
