@@ -9,11 +9,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from tqdm.auto import tqdm
 
-from bnn_shift.inference.likelihood import categorical_loglik
-from bnn_shift.inference.map import check_training_inputs, make_optimizer
+from bnn_shift.inference.map import check_training_inputs, make_epoch, make_optimizer
 from bnn_shift.inference.posterior import Posterior, stack_draws
 from bnn_shift.models.params import PyTree, partition_params
 from bnn_shift.priors.base import Prior
@@ -62,20 +60,7 @@ def deep_ensemble(
     steps_per_epoch = n // batch
     opt = make_optimizer(optimizer, learning_rate, n_epochs * steps_per_epoch)
 
-    def loss_fn(p, xb, yb):
-        loglik = jnp.sum(categorical_loglik(p, static, xb, yb)) * (n / xb.shape[0])
-        return -(loglik + prior.log_prob(p)) / n
-
-    def member_epoch(p, opt_state, xs, ys, order):  # order (steps_per_epoch, batch)
-        def one_step(carry, idx):
-            p, opt_state = carry
-            loss, grads = jax.value_and_grad(loss_fn)(p, xs[idx], ys[idx])
-            updates, opt_state = opt.update(grads, opt_state, p)
-            return (optax.apply_updates(p, updates), opt_state), loss
-
-        (p, opt_state), losses = jax.lax.scan(one_step, (p, opt_state), order)
-        return p, opt_state, jnp.mean(losses)
-
+    member_epoch = make_epoch(static, prior, n, opt)
     epoch = jax.jit(jax.vmap(member_epoch, in_axes=(0, 0, None, None, 0)))
     seeds = member_seeds(seed, n_members)
     rngs = [np.random.default_rng(s) for s in seeds]

@@ -47,6 +47,27 @@ def check_training_inputs(
     return x, y, batch
 
 
+def make_epoch(static: PyTree, prior: Prior, n: int, opt: optax.GradientTransformation):
+    """(params, opt_state, xs, ys, order (steps, batch)) -> (params, opt_state, mean loss): one
+    epoch of minibatch steps on -(log posterior)/n, minibatch likelihoods scaled by n/batch."""
+
+    def loss_fn(p, xb, yb):
+        loglik = jnp.sum(categorical_loglik(p, static, xb, yb)) * (n / xb.shape[0])
+        return -(loglik + prior.log_prob(p)) / n
+
+    def epoch(p, opt_state, xs, ys, order):
+        def one_step(carry, idx):
+            p, opt_state = carry
+            loss, grads = jax.value_and_grad(loss_fn)(p, xs[idx], ys[idx])
+            updates, opt_state = opt.update(grads, opt_state, p)
+            return (optax.apply_updates(p, updates), opt_state), loss
+
+        (p, opt_state), losses = jax.lax.scan(one_step, (p, opt_state), order)
+        return p, opt_state, jnp.mean(losses)
+
+    return epoch
+
+
 def map_fit(
     model: PyTree,
     prior: Prior,
@@ -72,20 +93,7 @@ def map_fit(
     steps_per_epoch = n // batch
     opt = make_optimizer(optimizer, learning_rate, n_epochs * steps_per_epoch)
 
-    def loss_fn(p, xb, yb):
-        loglik = jnp.sum(categorical_loglik(p, static, xb, yb)) * (n / xb.shape[0])
-        return -(loglik + prior.log_prob(p)) / n
-
-    @jax.jit
-    def epoch(p, opt_state, xs, ys, order):  # order (steps_per_epoch, batch)
-        def one_step(carry, idx):
-            p, opt_state = carry
-            loss, grads = jax.value_and_grad(loss_fn)(p, xs[idx], ys[idx])
-            updates, opt_state = opt.update(grads, opt_state, p)
-            return (optax.apply_updates(p, updates), opt_state), loss
-
-        (p, opt_state), losses = jax.lax.scan(one_step, (p, opt_state), order)
-        return p, opt_state, jnp.mean(losses)
+    epoch = jax.jit(make_epoch(static, prior, n, opt))
 
     rng = np.random.default_rng(seed)
     xs, ys = jnp.asarray(x), jnp.asarray(y)
