@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +53,10 @@ def iteration_keys(seed: int, iteration: int, n_chains: int) -> jax.Array:
     return jax.random.split(jax.random.fold_in(jax.random.key(seed), iteration), n_chains)
 
 
-def build_iteration(kernel: HMCKernel, predict: PredictFn):
+def build_iteration(kernel: HMCKernel, predict: PredictFn, n_chains: int):
     """One jitted call: every chain's HMC step, then predictions on each eval set."""
 
-    def one(keys, state: HMCState, data, mh, eval_x):
+    def chains(keys, state: HMCState, data, mh, eval_x):
         state, info = jax.vmap(kernel.step, in_axes=(0, 0, None, None))(keys, state, data, mh)
         probs = {
             name: jax.vmap(predict, in_axes=(0, None))(state.position, x)
@@ -63,7 +64,16 @@ def build_iteration(kernel: HMCKernel, predict: PredictFn):
         }
         return state, info, probs
 
-    return jax.jit(one)
+    # vmap over a chain axis of size 1 turns convolutions into grouped ones (several times
+    # slower on CPUs) and adds transposes, so a single chain runs unbatched.
+    def single(keys, state: HMCState, data, mh, eval_x):
+        squeeze = partial(jax.tree.map, lambda a: a[0])
+        expand = partial(jax.tree.map, lambda a: a[None])
+        state, info = kernel.step(keys[0], squeeze(state), data, mh)
+        probs = {name: predict(state.position, x)[None] for name, x in eval_x.items()}
+        return expand(state), expand(info), probs
+
+    return jax.jit(single if n_chains == 1 else chains)
 
 
 def function_space_trace(
@@ -116,7 +126,7 @@ def run_chains(
     n_chains = int(state.logdensity.shape[0])
     eval_x = {name: x for name, (x, _) in eval_sets.items()}
     eval_y = {name: y for name, (_, y) in eval_sets.items()}
-    step = build_iteration(kernel, predict)
+    step = build_iteration(kernel, predict, n_chains)
     record = ChainRun(stats={}, trace={}, sums={}, counts=np.zeros(n_chains, np.int64))
     stats_rows: list[dict[str, np.ndarray]] = []
     trace_rows: list[dict[str, np.ndarray]] = []
