@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 SHARED_MNIST = "/work/shared/data/mnist"
@@ -101,3 +102,25 @@ def describe_machine() -> str:
 
 def flat_size(tree) -> int:
     return int(sum(np.size(a) for a in jax.tree.leaves(tree)))
+
+
+def tree_axpy(a, x, y):
+    """y + a * x leafwise."""
+    return jax.tree.map(lambda xi, yi: yi + a * xi, x, y)
+
+
+def make_floor(logpost, h: float, n_steps: int):
+    """Bare velocity Verlet: (q, p, grad, data) -> (q, p, grad, value) after n_steps."""
+    value_and_grad = jax.value_and_grad(logpost)
+
+    def run(q, p, g, data):
+        def body(_, carry):
+            q, p, g, _ = carry
+            p = tree_axpy(0.5 * h, g, p)
+            q = tree_axpy(h, p, q)
+            v, g = value_and_grad(q, data)
+            return q, tree_axpy(0.5 * h, g, p), g, v
+
+        return jax.lax.fori_loop(0, n_steps, body, (q, p, g, jnp.zeros(())))
+
+    return jax.jit(run)

@@ -43,7 +43,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _common import interleaved_times, median, mnist_train, print_table, spread
+from _common import interleaved_times, make_floor, median, mnist_train, print_table, spread
 
 from bnn_shift.models import combine_params, paper_mlp, partition_params
 from bnn_shift.priors import Gaussian
@@ -75,25 +75,6 @@ def load(args):
         rng = np.random.default_rng(0)
         x = rng.standard_normal((args.n_train, 784), dtype=np.float32)
         return x, rng.integers(0, 10, args.n_train).astype(np.int32), "synthetic"
-
-
-def make_floor(logpost, h: float, n_steps: int):
-    value_and_grad = jax.value_and_grad(logpost)
-
-    def axpy(a, xs, ys):
-        return jax.tree.map(lambda xi, yi: yi + a * xi, xs, ys)
-
-    def run(q, p, g, data):
-        def body(_, carry):
-            q, p, g, _ = carry
-            p = axpy(0.5 * h, g, p)
-            q = axpy(h, p, q)
-            v, g = value_and_grad(q, data)
-            return q, axpy(0.5 * h, g, p), g, v
-
-        return jax.lax.fori_loop(0, n_steps, body, (q, p, g, jnp.zeros(())))
-
-    return jax.jit(run)
 
 
 def rel_err(a, b) -> float:
@@ -165,7 +146,7 @@ def main() -> None:
                 kernel = build_kernel(loglik_fn, prior, params, step_size=h, n_steps=L)
                 step = jax.jit(kernel.step)
                 state = jax.jit(kernel.init)(params, data)
-                iteration = build_iteration(kernel, predict=lambda p, xe: xe)
+                iteration = build_iteration(kernel, predict=lambda p, xe: xe, n_chains=1)
                 cstate = jax.tree.map(lambda a: a[None], state)
                 ckeys = jax.random.split(key, 1)
                 calls["ours"] = lambda s=step, st=state: s(key, st, data, mh)

@@ -40,7 +40,15 @@ from functools import partial
 import blackjax
 import jax
 import jax.numpy as jnp
-from _common import describe_machine, interleaved_times, median, mnist_train, print_table, spread
+from _common import (
+    describe_machine,
+    interleaved_times,
+    make_floor,
+    median,
+    mnist_train,
+    print_table,
+    spread,
+)
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.hmc import hmc as numpyro_hmc
 
@@ -53,30 +61,8 @@ from bnn_shift.models import paper_mlp, partition_params
 from bnn_shift.priors import EmpCov, Gaussian, by_path
 
 FLOOR, OURS = "floor (fused fori_loop)", "ours (kernel.step)"
-DRIVER, EMPCOV = "ours via driver (vmap, 1 chain)", "ours + EmpCov layer 0"
+DRIVER, EMPCOV = "ours via driver (1 chain)", "ours + EmpCov layer 0"
 PIECE = "piece: "  # one call, not per leapfrog
-
-
-def tree_axpy(a, x, y):
-    """y + a * x leafwise."""
-    return jax.tree.map(lambda xi, yi: yi + a * xi, x, y)
-
-
-def make_floor(logpost, h: float, n_steps: int):
-    """Bare velocity Verlet: (q, p, grad, data) -> (q, p, grad, value) after n_steps."""
-    value_and_grad = jax.value_and_grad(logpost)
-
-    def run(q, p, g, data):
-        def body(_, carry):
-            q, p, g, _ = carry
-            p = tree_axpy(0.5 * h, g, p)
-            q = tree_axpy(h, p, q)
-            v, g = value_and_grad(q, data)
-            return q, tree_axpy(0.5 * h, g, p), g, v
-
-        return jax.lax.fori_loop(0, n_steps, body, (q, p, g, jnp.zeros(())))
-
-    return jax.jit(run)
 
 
 def main() -> None:
@@ -149,7 +135,7 @@ def main() -> None:
         "numpyro HMC": (np_step, (np_state, data)),
     }
     if not args.no_driver:
-        iteration = build_iteration(kernel, predict=lambda p, xe: xe)
+        iteration = build_iteration(kernel, predict=lambda p, xe: xe, n_chains=1)
         chain_state = jax.tree.map(lambda a: a[None], state)
         programs[DRIVER] = (iteration, (jax.random.split(key, 1), chain_state, data, mh, {}))
     if not args.no_empcov:

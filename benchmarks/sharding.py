@@ -49,7 +49,7 @@ def child(args) -> None:
     )
     init, step = jax.jit(kernel.init), jax.jit(kernel.step)
     chains_init = jax.jit(jax.vmap(kernel.init, in_axes=(0, None)))
-    iteration = build_iteration(kernel, predict=lambda p, xe: xe)
+    iteration = build_iteration(kernel, predict=lambda p, xe: xe, n_chains=args.n_chains)
     key, mh = jax.random.key(1), jnp.asarray(True)
     devices = jax.devices()
     counts = sorted({1, *(k for k in (2, 4, 8) if k <= len(devices)), len(devices)})
