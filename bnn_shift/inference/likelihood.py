@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,3 +77,27 @@ def predict_probs(params: PyTree, static: PyTree, x: jax.Array) -> jax.Array:  #
     """Softmax class probabilities of one parameter setting."""
     model = combine_params(params, static)
     return jax.nn.softmax(jax.vmap(model)(x), axis=-1)
+
+
+def check_inputs(name: str, x, feature_shape: tuple[int, ...]) -> np.ndarray:
+    """Validate an evaluation input set against the training feature shape."""
+    x = np.asarray(x, np.float32)
+    if x.shape[1:] != feature_shape:
+        raise ValueError(
+            f"eval set {name!r} has examples of shape {x.shape[1:]}, training data {feature_shape}"
+        )
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"eval set {name!r} contains NaN or inf")
+    return x
+
+
+def n_outputs(model: PyTree, x) -> int:
+    """Number of logits the model returns for one example of `x` (n, ...)."""
+    shape = np.shape(x)
+    if len(shape) < 2:
+        raise ValueError(f"inputs must be shaped (n_examples, ...), got shape {shape}")
+    try:
+        out = eqx.filter_eval_shape(model, jax.ShapeDtypeStruct(shape[1:], jnp.float32))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"the model cannot take examples of shape {shape[1:]}: {err}") from err
+    return int(out.shape[-1])

@@ -11,9 +11,12 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from bnn_shift.inference.likelihood import categorical_loglik, check_classification_data
+from bnn_shift.inference.likelihood import (
+    categorical_loglik,
+    check_classification_data,
+    n_outputs,
+)
 from bnn_shift.inference.posterior import Posterior, stack_draws
-from bnn_shift.inference.sampler import n_outputs
 from bnn_shift.models.params import PyTree, partition_params
 from bnn_shift.priors.base import Prior
 

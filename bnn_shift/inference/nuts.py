@@ -16,9 +16,13 @@ import numpy as np
 from blackjax.adaptation.base import get_filter_adapt_info_fn
 from tqdm.auto import tqdm
 
-from bnn_shift.inference.likelihood import categorical_loglik, check_classification_data
+from bnn_shift.inference.likelihood import (
+    categorical_loglik,
+    check_classification_data,
+    check_inputs,
+    n_outputs,
+)
 from bnn_shift.inference.posterior import Posterior
-from bnn_shift.inference.sampler import check_inputs, n_outputs
 from bnn_shift.models.params import PyTree, partition_params
 from bnn_shift.priors.base import Prior
 

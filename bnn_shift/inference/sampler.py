@@ -8,9 +8,7 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from bnn_shift.inference.chains import ChainRun, run_chains
@@ -18,6 +16,8 @@ from bnn_shift.inference.kernel import build_kernel, default_trajectory_length, 
 from bnn_shift.inference.likelihood import (
     categorical_loglik,
     check_classification_data,
+    check_inputs,
+    n_outputs,
     predict_probs,
     with_precision,
 )
@@ -205,27 +205,3 @@ def _check_eval_sets(eval_sets, feature_shape) -> dict[str, tuple[np.ndarray, np
         if ye is not None and len(out[name][1]) != len(out[name][0]):
             raise ValueError(f"eval set {name!r} has {len(xe)} inputs but {len(ye)} labels")
     return out
-
-
-def check_inputs(name: str, x, feature_shape: tuple[int, ...]) -> np.ndarray:
-    """Validate an evaluation input set against the training feature shape."""
-    x = np.asarray(x, np.float32)
-    if x.shape[1:] != feature_shape:
-        raise ValueError(
-            f"eval set {name!r} has examples of shape {x.shape[1:]}, training data {feature_shape}"
-        )
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"eval set {name!r} contains NaN or inf")
-    return x
-
-
-def n_outputs(model: PyTree, x) -> int:
-    """Number of logits the model returns for one example of `x` (n, ...)."""
-    shape = np.shape(x)
-    if len(shape) < 2:
-        raise ValueError(f"inputs must be shaped (n_examples, ...), got shape {shape}")
-    try:
-        out = eqx.filter_eval_shape(model, jax.ShapeDtypeStruct(shape[1:], jnp.float32))
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"the model cannot take examples of shape {shape[1:]}: {err}") from err
-    return int(out.shape[-1])
