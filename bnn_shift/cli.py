@@ -1,152 +1,17 @@
-"""The `bnn-shift` command: a thin shell over the public API."""
+"""The `bnn-shift` command: a thin shell over the public API.
+
+Each command lives in its own module under `bnn_shift.commands` with `add(subparsers)` (which
+sets `run` as the parser default) and `run(args)`; list it in COMMANDS to expose it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
-DEFAULT_OUT = "runs/compare-priors"
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from err
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected integers like 256,256, got {text!r}") from err
-
-
-def _size(text: str) -> int | None:
-    return None if text.lower() in ("all", "none") else int(text)
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(m.strip() for m in text.split(",") if m.strip())
-
-
-def common_options() -> argparse.ArgumentParser:
-    """Options every command takes."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    common.add_argument("--quiet", action="store_true", help="no progress bars")
-    return common
-
-
-def add_compare_priors(sub: argparse._SubParsersAction) -> None:
-    from bnn_shift.experiments.compare_priors import MODELS, ComparePriorsConfig
-    from bnn_shift.experiments.prior_zoo import PRIORS_DOC
-
-    d = ComparePriorsConfig()
-    p = sub.add_parser(
-        "compare-priors",
-        parents=[common_options()],
-        help="MAP vs HMC under several priors, scored under input noise (covariate shift)",
-        description="Fit MAP and one HMC chain per prior on MNIST (or digits), evaluate them "
-        "under a Gaussian-noise sweep, and write metrics.csv, accuracy.png, config.json and one "
-        "posterior-<method>.nc per method to --out. Every setting defaults to the CPU-sized "
-        "configuration; --paper switches to the paper's. Priors: "
-        + "; ".join(f"{name}: {doc}" for name, doc in PRIORS_DOC.items()),
-    )
-    # (flag, config field, type, help); defaults live in ComparePriorsConfig only.
-    options = [
-        ("--dataset", "dataset", str, "auto = MNIST if it can be found or fetched, else digits"),
-        ("--data-dir", "data_dir", str, "directory with the four MNIST IDX files (gz or raw)"),
-        ("--n-train", "n_train", _size, "stratified training subset size, or 'all'"),
-        ("--n-test", "n_test", _size, "stratified test subset size, or 'all'"),
-        ("--model", "model", str, f"network: {' or '.join(MODELS)}"),
-        ("--hidden", "hidden", _ints, "MLP hidden layer widths, comma-separated"),
-        ("--priors", "priors", _names, "comma-separated priors, one HMC run each"),
-        ("--prior-scale", "prior_scale", float, "Gaussian prior std = 1/sqrt(weight decay)"),
-        ("--empcov-eps", "empcov_eps", float, "EmpCov prior variance along null data directions"),
-        ("--step-size", "step_size", float, "HMC leapfrog step size"),
-        ("--n-iterations", "n_iterations", int, "HMC iterations, burn-in included"),
-        ("--n-chains", "n_chains", int, "HMC chains per prior (R-hat needs >= 2)"),
-        ("--precision", "precision", str, "leapfrog matmuls: float32, tensorfloat32, bfloat16"),
-        ("--n-burnin", "n_burnin", int, "HMC iterations without MH correction, not averaged"),
-        ("--trajectory-length", "trajectory_length", float, "HMC trajectory (pi/2 * scale)"),
-        ("--map-epochs", "map_epochs", int, "MAP epochs"),
-        ("--map-learning-rate", "map_learning_rate", float, "MAP peak learning rate (cosine)"),
-        ("--map-batch-size", "map_batch_size", int, "MAP minibatch size for SGD (full-batch Adam)"),
-        ("--noise", "noise_stds", _floats, "noise std levels in normalised pixel units"),
-        ("--seed", "seed", int, "random seed for data subset, init, HMC and noise"),
-    ]
-    for flag, name, kind, text in options:
-        default = getattr(d, name)
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        p.add_argument(flag, dest=name, type=kind, default=None, help=f"{text} [{shown}]")
-    p.add_argument(
-        "--no-map",
-        dest="include_map",
-        action="store_false",
-        default=None,
-        help="skip the MAP baseline",
-    )
-    p.add_argument(
-        "--paper",
-        action="store_true",
-        help="the paper's full settings (all of MNIST, step 1e-5, 100 iterations: "
-        "hours on a CPU); explicit flags still override",
-    )
-    p.add_argument("--out", default=DEFAULT_OUT, help="output directory [%(default)s]")
-    fields = [name for _, name, _, _ in options] + ["include_map"]
-    p.set_defaults(run=run_compare_priors, config_fields=fields)
-
-
-def run_compare_priors(args: argparse.Namespace) -> None:
-    from bnn_shift.experiments.compare_priors import ComparePriorsConfig, compare_priors
-    from bnn_shift.shift import pivot_metric
-
-    given = {k: getattr(args, k) for k in args.config_fields if getattr(args, k) is not None}
-    config = ComparePriorsConfig.paper(**given) if args.paper else ComparePriorsConfig(**given)
-    result = compare_priors(config, out_dir=args.out, progress=not args.quiet)
-    print(f"\ndataset: {result.dataset} (train {result.n_train}, test {result.n_test})")
-    for method, posterior in result.posteriors.items():
-        stats = posterior.stats
-        if "mh" in stats and stats["mh"].any():
-            rate = stats["acceptance_rate"][stats["mh"]].mean()
-            print(f"{method}: {posterior.n_draws} draws averaged, acceptance rate {rate:.2f}")
-    for metric in ("accuracy", "nll", "ece"):
-        table = pivot_metric(result.table, metric)[list(result.posteriors)]
-        print(f"\n{metric} vs noise std:\n{table.round(4).to_string()}")
-    print(f"\nwrote {args.out}/metrics.csv, accuracy.png, config.json, posterior-*.nc")
-
-
-def add_diagnose(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "diagnose",
-        parents=[common_options()],
-        help="sampler health and R-hat/ESS of saved posteriors",
-        description="Print acceptance, divergences and ArviZ R-hat/ESS of the function-space "
-        "trace (train log-likelihood, test log-predictive and accuracy) of each saved posterior "
-        "(*.nc) in RUN_DIR, or of the given .nc files.",
-    )
-    p.add_argument("paths", nargs="+", metavar="RUN_DIR", help="run directory or .nc files")
-    p.set_defaults(run=run_diagnose)
-
-
-def run_diagnose(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
-    from bnn_shift.inference.diagnostics import report
-
-    files = []
-    for given in map(Path, args.paths):
-        if given.is_dir():
-            files.extend(sorted(given.glob("*.nc")))
-        elif given.is_file():
-            files.append(given)
-        else:
-            raise FileNotFoundError(f"{given} is neither a run directory nor a .nc file")
-    if not files:
-        raise FileNotFoundError(f"no saved posteriors (*.nc) in {', '.join(args.paths)}")
-    print("\n\n".join(report(f) for f in files))
+COMMANDS = ("compare_priors", "diagnose")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,8 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Bayesian neural networks under covariate shift.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_compare_priors(sub)
-    add_diagnose(sub)
+    for name in COMMANDS:
+        importlib.import_module(f"bnn_shift.commands.{name}").add(sub)
     return parser
 
 

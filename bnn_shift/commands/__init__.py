@@ -1,0 +1,1 @@
+"""One module per `bnn-shift` command: `add(subparsers)` declares it, `run(args)` runs it."""

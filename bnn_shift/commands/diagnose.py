@@ -1,0 +1,38 @@
+"""`bnn-shift diagnose`: sampler health and R-hat/ESS of saved posteriors."""
+
+from __future__ import annotations
+
+import argparse
+
+from bnn_shift.commands._common import common_options
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "diagnose",
+        parents=[common_options()],
+        help="sampler health and R-hat/ESS of saved posteriors",
+        description="Print acceptance, divergences and ArviZ R-hat/ESS of the function-space "
+        "trace (train log-likelihood, test log-predictive and accuracy) of each saved posterior "
+        "(*.nc) in RUN_DIR, or of the given .nc files.",
+    )
+    p.add_argument("paths", nargs="+", metavar="RUN_DIR", help="run directory or .nc files")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from bnn_shift.inference.diagnostics import report
+
+    files = []
+    for given in map(Path, args.paths):
+        if given.is_dir():
+            files.extend(sorted(given.glob("*.nc")))
+        elif given.is_file():
+            files.append(given)
+        else:
+            raise FileNotFoundError(f"{given} is neither a run directory nor a .nc file")
+    if not files:
+        raise FileNotFoundError(f"no saved posteriors (*.nc) in {', '.join(args.paths)}")
+    print("\n\n".join(report(f) for f in files))
