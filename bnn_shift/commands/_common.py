@@ -33,3 +33,13 @@ def common_options() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
     return common
+
+
+def step_size(text: str) -> float | str:
+    """A positive step size or "auto" (tuned by dual averaging)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f'expected a number or "auto", got {text!r}') from err

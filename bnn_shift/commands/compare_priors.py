@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bnn_shift.commands._common import common_options, floats, ints, names, size
+from bnn_shift.commands._common import common_options, floats, ints, names, size, step_size
 
 DEFAULT_OUT = "runs/compare-priors"
 
@@ -35,7 +35,7 @@ def add(sub: argparse._SubParsersAction) -> None:
         ("--priors", "priors", names, "comma-separated priors, one HMC run each"),
         ("--prior-scale", "prior_scale", float, "Gaussian prior std = 1/sqrt(weight decay)"),
         ("--empcov-eps", "empcov_eps", float, "EmpCov prior variance along null data directions"),
-        ("--step-size", "step_size", float, "HMC leapfrog step size"),
+        ("--step-size", "step_size", step_size, "HMC leapfrog step, or auto (tuned)"),
         ("--n-iterations", "n_iterations", int, "HMC iterations, burn-in included"),
         ("--n-chains", "n_chains", int, "HMC chains per prior (R-hat needs >= 2)"),
         ("--precision", "precision", str, "leapfrog matmuls: float32, tensorfloat32, bfloat16"),

@@ -37,7 +37,7 @@ class ComparePriorsConfig:
     include_map: bool = True  # also fit MAP with the Gaussian prior
     prior_scale: float = 0.1  # sigma of the Gaussian prior; the others are matched to it
     empcov_eps: float = 1e-8  # EmpCov prior variance along directions the data never varies in
-    step_size: float = 1e-3
+    step_size: float | str = 1e-3  # or "auto": dual averaging to 0.8 acceptance
     n_chains: int = 1
     precision: str = "float32"  # leapfrog matmuls: float32, tensorfloat32 or bfloat16
     n_iterations: int = 20

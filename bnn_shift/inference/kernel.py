@@ -43,7 +43,7 @@ class HMCInfo(NamedTuple):
 
 class HMCKernel(NamedTuple):
     init: Callable[[PyTree, Data], HMCState]
-    step: Callable[[jax.Array, HMCState, Data, jax.Array], tuple[HMCState, HMCInfo]]
+    step: Callable[..., tuple[HMCState, HMCInfo]]  # (key, state, data, mh[, step_size])
     n_steps: int
     step_size: float
 
@@ -95,7 +95,8 @@ def build_kernel(
         value, grad = jax.value_and_grad(logdensity)(position, data)
         return HMCState(position, value, grad, loglik_fn(position, data))
 
-    def step(key: jax.Array, state: HMCState, data: Data, mh: jax.Array):
+    def step(key: jax.Array, state: HMCState, data: Data, mh: jax.Array, step_size=step_size):
+        """One trajectory of `n_steps` leapfrogs; `step_size` may be traced (for tuning)."""
         key_momentum, key_accept = jax.random.split(key)
         integrator = velocity_verlet(lambda p: logdensity(p, data), metric.kinetic_energy)
         momentum = metric.sample_momentum(key_momentum, state.position)

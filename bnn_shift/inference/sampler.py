@@ -23,11 +23,14 @@ from bnn_shift.inference.likelihood import (
 )
 from bnn_shift.inference.posterior import Posterior, empty_draws, stack_draws
 from bnn_shift.inference.sharding import make_mesh, masked, place_chains, place_data, replicate
+from bnn_shift.inference.tuning import check_tuning, tune_step_size
 from bnn_shift.models.params import PyTree, param_paths, partition_params
 from bnn_shift.priors.base import Prior
 
 INITS = ("model", "prior")
 INIT_STREAM = 2**31 - 1  # fold_in index for initial draws, disjoint from iteration indices
+TUNE_STREAM = 2**31 - 2  # fold_in index for step-size tuning
+TUNE_N_STEPS = 10  # leapfrogs per tuning trajectory
 
 
 def hmc(
@@ -36,7 +39,7 @@ def hmc(
     x,
     y,
     *,
-    step_size: float,
+    step_size: float | str = "auto",
     n_iterations: int = 100,
     n_burnin: int = 10,
     trajectory_length: float | None = None,
@@ -52,6 +55,8 @@ def hmc(
     precision: str = "float32",
     trace_params: Sequence[str] = (),
     max_steps: int = 100_000,
+    target_acceptance: float = 0.8,
+    n_tune: int = 50,
     progress: bool = True,
 ) -> Posterior:
     """Full-batch HMC for a classifier: burn-in without MH, then MH; accepted states are averaged.
@@ -61,6 +66,8 @@ def hmc(
     x (n, ...), y (n,): the whole training set; every leapfrog step sees all of it, split over
         `devices` (default: all) on the batch axis; chains are split over devices too when
         their number shares a factor with the device count.
+    step_size: leapfrog step, or "auto": dual averaging to `target_acceptance` over `n_tune`
+        short trajectories from chain 0's start (`tune_step_size`); the result is in attrs.
     trajectory_length: defaults to (pi/2) * prior.scale * sqrt(T).
     eval_sets: name -> inputs (m, ...) or (inputs, labels): model-average probabilities are
         kept running; labelled sets are also traced per iteration for diagnostics.
@@ -81,22 +88,33 @@ def hmc(
         if trajectory_length is None
         else trajectory_length
     )
-    n_steps = n_leapfrog_steps(tau, step_size, max_steps)
     prior.log_prob(params)  # fails early, with the prior's message, if rules do not fit the model
 
     fast = with_precision(categorical_loglik, precision)
-    kernel = build_kernel(
-        lambda p, data: masked(categorical_loglik(p, static, data[0], data[1]), data[2]),
-        prior,
-        params,
-        step_size=step_size,
-        n_steps=n_steps,
-        temperature=temperature,
-        trajectory_loglik_fn=lambda p, data: masked(fast(p, static, data[0], data[1]), data[2]),
-    )
+
+    def make_kernel(step_size: float, n_steps: int):
+        return build_kernel(
+            lambda p, data: masked(categorical_loglik(p, static, data[0], data[1]), data[2]),
+            prior,
+            params,
+            step_size=step_size,
+            n_steps=n_steps,
+            temperature=temperature,
+            trajectory_loglik_fn=lambda p, data: masked(fast(p, static, data[0], data[1]), data[2]),
+        )
+
     mesh = make_mesh(n_chains, devices)
     data = place_data(x, y, mesh)
     positions = place_chains(_initial_positions(params, prior, n_chains, init, seed), mesh)
+    tuning = {}
+    if isinstance(step_size, str):
+        if step_size != "auto":
+            raise ValueError(f'step_size must be a positive number or "auto", got {step_size!r}')
+        step_size, tuning = _auto_step_size(
+            make_kernel, positions, data, tau, seed, n_tune, target_acceptance, max_steps
+        )
+    n_steps = n_leapfrog_steps(tau, step_size, max_steps)
+    kernel = make_kernel(step_size, n_steps)
     state = jax.jit(jax.vmap(kernel.init, in_axes=(0, None)))(positions, data)
     evals = {
         name: (replicate(xe, mesh), ye)
@@ -112,7 +130,7 @@ def hmc(
         "thin": thin,
         "precision": precision,
         "prior": prior.describe(),
-    }
+    } | tuning
     started = time.perf_counter()
     run = run_chains(
         kernel,
@@ -140,6 +158,29 @@ def hmc(
         "seconds": time.perf_counter() - started,
     }
     return _posterior(run, params, static, attrs)
+
+
+def _auto_step_size(make_kernel, positions, data, tau, seed, n_tune, target, max_steps):
+    """Dual-averaged step size from chain 0's start, and the attrs that record how."""
+    initial = tau / 100
+    check_tuning(n_tune, target, initial)
+    tuner = make_kernel(initial, min(TUNE_N_STEPS, max_steps))
+    start = jax.tree.map(lambda a: a[0], positions)
+    key = jax.random.fold_in(jax.random.key(seed), TUNE_STREAM)
+    found = tune_step_size(
+        tuner,
+        jax.jit(tuner.init)(start, data),
+        data,
+        key,
+        initial_step_size=initial,
+        n_tune=n_tune,
+        target_acceptance=target,
+    )
+    return found.step_size, {
+        "step_size_tuning": f"dual averaging to acceptance {target} over {n_tune} "
+        f"trajectories of {TUNE_N_STEPS} leapfrogs",
+        "tuning_acceptance_rate": float(found.acceptance_rate[n_tune // 2 :].mean()),
+    }
 
 
 def _leaf_indices(params: PyTree, names: Sequence[str]) -> dict[str, int]:

@@ -1,0 +1,141 @@
+"""Step-size tuning (bnn_shift.inference.tuning) and hmc(step_size="auto")."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bnn_shift.data import load_digits
+from bnn_shift.inference import hmc
+from bnn_shift.inference.kernel import build_kernel
+from bnn_shift.inference.tuning import tune_step_size
+from bnn_shift.models import MLP
+from bnn_shift.priors import Gaussian
+
+DIM = 100
+DATA = (jnp.zeros((1, 1)), jnp.zeros((1,), jnp.int32))  # unused by the Gaussian target
+
+
+def _gaussian_kernel(step_size: float, n_steps: int):
+    """HMC on a DIM-dimensional Gaussian whose scales spread over a decade and a half.
+
+    Spread scales, as in a network posterior, keep the acceptance rate monotone in the step
+    size; a single scale would make it oscillate with the trajectory's phase.
+    """
+    params = {"w": jnp.zeros(DIM)}
+    precision = jnp.logspace(0, 3, DIM)
+    loglik = lambda p, data: -0.5 * jnp.sum(precision * p["w"] ** 2)[None]
+    kernel = build_kernel(loglik, Gaussian(0.5), params, step_size=step_size, n_steps=n_steps)
+    return kernel, kernel.init(params, DATA)
+
+
+def _realised_acceptance(step_size: float, n_iter: int = 400) -> float:
+    kernel, state = _gaussian_kernel(step_size, 10)
+
+    def one(state, key):
+        state, info = kernel.step(key, state, DATA, jnp.asarray(True))
+        return state, info.acceptance_rate
+
+    _, rates = jax.lax.scan(one, state, jax.random.split(jax.random.key(7), n_iter))
+    return float(rates.mean())
+
+
+@pytest.mark.parametrize("target", [0.65, 0.9])
+def test_tuned_step_reaches_target_acceptance(target):
+    kernel, state = _gaussian_kernel(0.01, 10)
+    found = tune_step_size(
+        kernel,
+        state,
+        DATA,
+        jax.random.key(0),
+        initial_step_size=0.01,
+        n_tune=300,
+        target_acceptance=target,
+    )
+    assert found.step_sizes.shape == found.acceptance_rate.shape == (300,)
+    # Acceptance probabilities lie in [0, 1] (sd <= 0.5): 400 draws give a standard error
+    # <= 0.025 if independent; 0.08 allows ~3 SE plus the dual-averaging offset.
+    assert abs(_realised_acceptance(found.step_size) - target) < 0.08
+
+
+def test_lower_target_gives_larger_step():
+    kernel, state = _gaussian_kernel(0.01, 10)
+    tune = lambda t: (
+        tune_step_size(
+            kernel,
+            state,
+            DATA,
+            jax.random.key(0),
+            initial_step_size=0.01,
+            n_tune=200,
+            target_acceptance=t,
+        ).step_size
+    )
+    assert tune(0.6) > tune(0.95)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits().subset(200, 50, seed=0)
+
+
+def _auto_run(digits, **kwargs):
+    return hmc(
+        MLP(64, (8,), 10, key=jax.random.key(0)),
+        Gaussian(0.3),
+        digits.x_train,
+        digits.y_train,
+        step_size="auto",
+        trajectory_length=0.2,
+        n_iterations=3,
+        n_burnin=1,
+        n_tune=30,
+        progress=False,
+        **kwargs,
+    )
+
+
+def test_hmc_auto_step_size_is_recorded_and_sets_leapfrog_count(digits):
+    run = _auto_run(digits)
+    h = run.attrs["step_size"]
+    assert 0 < h < 0.2
+    assert run.attrs["n_leapfrog_steps"] == math.ceil(0.2 / h - 1e-9)
+    assert "dual averaging" in run.attrs["step_size_tuning"]
+    assert 0 <= run.attrs["tuning_acceptance_rate"] <= 1
+    assert np.all(run.stats["step_size"] == np.float32(h))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"step_size": "fast"}, '"auto"'),
+        ({"step_size": "auto", "target_acceptance": 1.0}, "target_acceptance"),
+        ({"step_size": "auto", "n_tune": 0}, "n_tune"),
+    ],
+)
+def test_bad_tuning_settings_are_named(digits, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        hmc(
+            MLP(64, (8,), 10, key=jax.random.key(0)),
+            Gaussian(0.3),
+            digits.x_train,
+            digits.y_train,
+            trajectory_length=0.2,
+            n_iterations=2,
+            n_burnin=1,
+            progress=False,
+            **kwargs,
+        )
+
+
+def test_cli_accepts_auto_step_size():
+    from bnn_shift.cli import build_parser
+
+    parse = lambda v: build_parser().parse_args(["compare-priors", "--step-size", v]).step_size
+    assert parse("auto") == "auto" and parse("1e-4") == 1e-4
+    with pytest.raises(SystemExit):
+        parse("fast")
