@@ -45,6 +45,7 @@ class ChainRun:
     sums: dict[str, np.ndarray]  # eval name -> (n_chains, m, k) sums over accepted draws
     counts: np.ndarray  # (n_chains,) accepted post-burn-in draws per chain
     draws: list[tuple[int, PyTree]] = field(default_factory=list)  # (chain, params) kept draws
+    streamed: tuple[PyTree, np.ndarray] | None = None  # run_dir: (memory-mapped draws, chains)
     completed: int = 0  # iterations done
 
 
@@ -172,7 +173,7 @@ def run_chains(
     record.stats = _stack(stats_rows, STATS, n_chains)
     record.trace = _stack(trace_rows, trace_rows[0].keys() if trace_rows else (), n_chains)
     if run_dir is not None and keep_draws:
-        record.draws = _load_draws(Path(run_dir), state.position, record.completed)
+        record.streamed = _stack_streamed_draws(Path(run_dir), state.position, record.completed)
     return record
 
 
@@ -188,14 +189,35 @@ def _keep(record: ChainRun, state: HMCState, kept: np.ndarray, i: int, run_dir) 
             )
 
 
-def _load_draws(run_dir: Path, position: PyTree, completed: int) -> list[tuple[int, PyTree]]:
-    like = jax.tree.map(lambda a: np.asarray(a[0]), position)
-    out = []
-    for path in sorted((run_dir / DRAWS_DIR).glob("iter*_chain*.npz")):
+def _stack_streamed_draws(
+    run_dir: Path, position: PyTree, completed: int
+) -> tuple[PyTree, np.ndarray]:
+    """The kept draws as memory-mapped `draws-<leaf>.npy` stacks (n_draws, ...) and their chains.
+
+    Files are filled one draw at a time, so host memory stays at one draw however many are kept.
+    """
+    paths = [
+        path
+        for path in sorted((run_dir / DRAWS_DIR).glob("iter*_chain*.npz"))
+        if int(path.name[4:11]) < completed
+    ]
+    leaves, treedef = jax.tree.flatten(position)
+    stacks = [
+        np.lib.format.open_memmap(
+            run_dir / f"draws-{i}.npy", "w+", leaf.dtype, (len(paths), *leaf.shape[1:])
+        )
+        for i, leaf in enumerate(leaves)
+    ]
+    like = jax.tree.unflatten(treedef, [np.asarray(leaf[0]) for leaf in leaves])
+    chains = np.zeros(len(paths), np.int32)
+    for row, path in enumerate(paths):
         arrays, meta = load_arrays(path)
-        if meta["iteration"] < completed:
-            out.append((meta["chain"], arrays_to_tree(arrays, "params", like)))
-    return out
+        chains[row] = meta["chain"]
+        for stack, value in zip(stacks, jax.tree.leaves(arrays_to_tree(arrays, "params", like))):
+            stack[row] = value
+    for stack in stacks:
+        stack.flush()
+    return jax.tree.unflatten(treedef, stacks), chains
 
 
 def _checkpoint(run_dir, state, record, stats_rows, trace_rows, fingerprint) -> None:

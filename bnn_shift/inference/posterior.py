@@ -22,17 +22,18 @@ from bnn_shift.models.params import PyTree, param_paths, partition_params
 
 
 @eqx.filter_jit
-def _average_probs(draws: PyTree, static: PyTree, x: jax.Array) -> jax.Array:  # (n, k)
-    """Mean over the leading draw axis of softmax predictions, one draw at a time."""
+def _summed_probs(draws: PyTree, static: PyTree, x: jax.Array) -> jax.Array:  # (n, k)
+    """Sum over the leading draw axis of softmax predictions, one draw at a time."""
 
     def add(total, params):
         return total + predict_probs(params, static, x), None
 
-    first = jax.tree.map(lambda d: d[0], draws)
-    init = predict_probs(first, static, x)
-    rest = jax.tree.map(lambda d: d[1:], draws)
-    total, _ = jax.lax.scan(add, init, rest)
-    return total / jax.tree.leaves(draws)[0].shape[0]
+    zero = jnp.zeros_like(predict_probs(jax.tree.map(lambda d: d[0], draws), static, x))
+    total, _ = jax.lax.scan(add, zero, draws)
+    return total
+
+
+DRAW_CHUNK = 32  # draws moved to the device at once: bounds device memory for long runs
 
 
 @dataclass
@@ -40,7 +41,8 @@ class Posterior:
     """Draws of a model's parameters and what was recorded while drawing them.
 
     draws: params pytree whose leaves have a leading draw axis (n_draws, ...): the states that
-        enter the model average; draw_chain (n_draws,) says which chain each came from.
+        enter the model average (host or memory-mapped arrays for runs streamed to a run_dir);
+        draw_chain (n_draws,) says which chain each came from.
     stats: samplers: (n_iterations, n_chains) per iteration (acceptance_rate, diverging, ...);
         optimizers: (n_steps,) (e.g. loss).
     trace: (n_iterations, n_chains) function-space quantities (log-likelihood, test accuracy).
@@ -80,11 +82,20 @@ class Posterior:
                 "this posterior has no draws (every proposal was rejected?); lower the step size"
             )
         x = np.asarray(x, np.float32)
-        chunks = [
-            np.asarray(_average_probs(self.draws, self.static, jnp.asarray(x[i : i + batch_size])))
-            for i in range(0, len(x), batch_size)
-        ]
-        return np.concatenate(chunks)
+        return np.concatenate(
+            [
+                self._mean_probs(jnp.asarray(x[i : i + batch_size]))
+                for i in range(0, len(x), batch_size)
+            ]
+        )
+
+    def _mean_probs(self, x: jax.Array) -> np.ndarray:  # (m, k)
+        """Draws are read (possibly from a memory map) and moved DRAW_CHUNK at a time."""
+        total = 0.0
+        for start in range(0, self.n_draws, DRAW_CHUNK):
+            chunk = jax.tree.map(lambda d, s=start: jnp.asarray(d[s : s + DRAW_CHUNK]), self.draws)
+            total = total + _summed_probs(chunk, self.static, x)
+        return np.asarray(total / self.n_draws)
 
     def predict(self, x, batch_size: int = 4096) -> np.ndarray:  # (n,)
         return np.argmax(self.predict_proba(x, batch_size), axis=-1)

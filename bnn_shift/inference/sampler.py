@@ -205,10 +205,15 @@ def _posterior(run: ChainRun, params: PyTree, static: PyTree, attrs: dict) -> Po
     predictions = {
         k: (v.sum(axis=0) / max(total, 1)).astype(np.float32) for k, v in run.sums.items()
     }
+    if run.streamed is not None:
+        draws, draw_chain = run.streamed
+    else:
+        draws = stack_draws([p for _, p in run.draws]) if run.draws else empty_draws(params)
+        draw_chain = np.asarray([c for c, _ in run.draws], np.int32)
     return Posterior(
         static=static,
-        draws=stack_draws([p for _, p in run.draws]) if run.draws else empty_draws(params),
-        draw_chain=np.asarray([c for c, _ in run.draws], np.int32),
+        draws=draws,
+        draw_chain=draw_chain,
         stats=run.stats | constants,
         trace=run.trace,
         predictions=predictions if total else {},

@@ -47,7 +47,12 @@ def test_resume_extends_a_finished_run(data, tmp_path):
     assert extended.attrs["n_iterations"] == 8
     np.testing.assert_array_equal(extended.stats["energy"], whole.stats["energy"])
     for a, b in zip(jax.tree.leaves(extended.draws), jax.tree.leaves(whole.draws)):
+        assert isinstance(a, np.memmap)  # streamed draws stay on disk, not in RAM
         np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(extended.draw_chain, whole.draw_chain)
+    np.testing.assert_allclose(
+        extended.predict_proba(data.x_test), whole.predict_proba(data.x_test), rtol=1e-6
+    )
 
 
 def test_run_dir_of_another_run_is_refused(data, tmp_path):

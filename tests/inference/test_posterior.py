@@ -131,3 +131,18 @@ def test_single_draw_predictions(x_eval):
     post = Posterior(static=static, draws=stack_draws([params]))
     expected = np.asarray(jax.nn.softmax(jax.vmap(model)(jnp.asarray(x_eval)), axis=-1))
     np.testing.assert_allclose(post.predict_proba(x_eval), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_many_draws_are_averaged_in_chunks(x_eval):
+    """More draws than DRAW_CHUNK: the chunked average equals the plain mean over draws."""
+    from bnn_shift.inference.posterior import DRAW_CHUNK
+
+    params, static = partition_params(architecture())
+    n = 2 * DRAW_CHUNK + 5
+    draws = stack_draws(
+        [Gaussian(0.5).sample(k, params) for k in jax.random.split(jax.random.key(3), n)]
+    )
+    post = Posterior(static=static, draws=draws)
+    one = lambda i: jax.nn.softmax(jax.vmap(post.draw(i))(jnp.asarray(x_eval)), axis=-1)
+    expected = np.mean([np.asarray(one(i)) for i in range(n)], axis=0)
+    np.testing.assert_allclose(post.predict_proba(x_eval), expected, rtol=1e-5, atol=1e-7)
