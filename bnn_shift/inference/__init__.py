@@ -24,6 +24,7 @@ from bnn_shift.inference.nuts import nuts
 from bnn_shift.inference.posterior import Posterior
 from bnn_shift.inference.sampler import hmc
 from bnn_shift.inference.sgmcmc import sgld
+from bnn_shift.inference.tuning import StepSizeTuning, tune_step_size
 from bnn_shift.inference.vi import mfvi
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "HMCKernel",
     "HMCState",
     "Posterior",
+    "StepSizeTuning",
     "build_kernel",
     "deep_ensemble",
     "default_trajectory_length",
@@ -47,5 +49,6 @@ __all__ = [
     "prior_distributions",
     "prior_metric",
     "sgld",
+    "tune_step_size",
     "to_params",
 ]
