@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("compare_priors", "diagnose")
+COMMANDS = ("compare_priors", "corrupt", "diagnose", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:

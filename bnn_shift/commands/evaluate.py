@@ -51,6 +51,12 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="stratified test subset size, or 'all' [the run's own]",
     )
     p.add_argument("--data-dir", default=None, help="dataset directory, if not the run's")
+    p.add_argument(
+        "--cache",
+        action="store_true",
+        help="mnist-c / cifar10-c: read corrupted test images from the on-disk cache "
+        "(written on first use under the data home) instead of corrupting in memory",
+    )
     p.add_argument("--batch-size", type=int, default=1000, help="rows per prediction call")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise / corruptions [0]")
     p.add_argument("--out", default=None, help="output directory [RUN_DIR/evaluate-SHIFTS]")
@@ -70,6 +76,7 @@ def run(args: argparse.Namespace) -> None:
         n_test=args.n_test,
         seed=args.seed,
         data_dir=args.data_dir,
+        cache=args.cache,
         batch_size=args.batch_size,
         progress=not args.quiet,
     )

@@ -1,6 +1,9 @@
-"""Datasets: loaders (digits, MNIST), the `Dataset` container, the IDX format, cache + checksums."""
+"""Datasets: loaders (digits, MNIST, Fashion-MNIST, CIFAR-10, animal silhouettes), the
+`Dataset` container, the IDX format, cache + checksums."""
 
+from bnn_shift.data.animal_mnist import load_animal_mnist, load_animal_mnist_uint8
 from bnn_shift.data.cache import data_home
+from bnn_shift.data.cifar10 import load_cifar10, load_cifar10_uint8
 from bnn_shift.data.dataset import Dataset
 from bnn_shift.data.digits import load_digits
 from bnn_shift.data.errors import (
@@ -10,9 +13,12 @@ from bnn_shift.data.errors import (
     IdxFormatError,
     UnsafeArchiveError,
 )
+from bnn_shift.data.fashion_mnist import load_fashion_mnist, load_fashion_mnist_uint8
 from bnn_shift.data.idx import read_idx, write_idx
 from bnn_shift.data.mnist import load_mnist, load_mnist_uint8
 from bnn_shift.data.registry import load_dataset
+from bnn_shift.data.resample import downsample_to_digits, upsample_digits
+from bnn_shift.data.safe_pickle import PickleContentError, load_pickled_arrays
 
 __all__ = [
     "ChecksumError",
@@ -20,12 +26,22 @@ __all__ = [
     "Dataset",
     "FetchError",
     "IdxFormatError",
+    "PickleContentError",
     "UnsafeArchiveError",
     "data_home",
+    "downsample_to_digits",
+    "load_animal_mnist",
+    "load_animal_mnist_uint8",
+    "load_cifar10",
+    "load_cifar10_uint8",
     "load_dataset",
     "load_digits",
+    "load_fashion_mnist",
+    "load_fashion_mnist_uint8",
     "load_mnist",
     "load_mnist_uint8",
+    "load_pickled_arrays",
     "read_idx",
+    "upsample_digits",
     "write_idx",
 ]

@@ -7,24 +7,16 @@ Search order: `data_dir`, $BNN_SHIFT_MNIST_DIR, the cache `data_home()/mnist`, t
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from bnn_shift.data import fetch
-from bnn_shift.data.cache import data_home, verify_array
+from bnn_shift.data import fetch, idx_sets
+from bnn_shift.data.cache import data_home
 from bnn_shift.data.dataset import Dataset
-from bnn_shift.data.errors import (
-    ChecksumError,
-    DataNotFoundError,
-    FetchError,
-    IdxFormatError,
-    UnsafeArchiveError,
-)
-from bnn_shift.data.idx import read_idx
+from bnn_shift.data.errors import ChecksumError, DataNotFoundError, FetchError, UnsafeArchiveError
+from bnn_shift.data.idx_sets import IdxFile, gray_images
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +32,7 @@ TRAIN_LABEL_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949
 TEST_LABEL_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
 
 
-@dataclass(frozen=True)
-class _File:
-    stem: str  # standard file name without .gz
-    shape: tuple[int, ...]
-    sha256: str  # of the decoded uint8 array's C-order bytes
-    gz_sha256: str  # of the canonical .gz download
-
+_File = IdxFile
 
 FILES: dict[str, _File] = {
     "train_images": _File(
@@ -81,15 +67,11 @@ def load_mnist(
 ) -> Dataset:
     """MNIST as (n, 28, 28, 1) float32, normalised as (pixel/255 - 0.1307) / 0.3081."""
     raw = load_mnist_uint8(data_dir, download=download, progress=progress)
-
-    def norm(images: np.ndarray) -> np.ndarray:  # (n, 28, 28) uint8 -> (n, 28, 28, 1) float32
-        return ((images.astype(np.float32) / 255.0 - MEAN) / STD)[..., None]
-
     return Dataset(
         name="mnist",
-        x_train=norm(raw["train_images"]),
+        x_train=gray_images(raw["train_images"], MEAN, STD),
         y_train=raw["train_labels"].astype(np.int32),
-        x_test=norm(raw["test_images"]),
+        x_test=gray_images(raw["test_images"], MEAN, STD),
         y_test=raw["test_labels"].astype(np.int32),
         n_classes=10,
         mean=MEAN,
@@ -103,23 +85,17 @@ def load_mnist_uint8(
 ) -> dict[str, np.ndarray]:
     """The four verified uint8 arrays keyed train_images (60000, 28, 28), train_labels
     (60000,), test_images (10000, 28, 28), test_labels (10000,); same search as load_mnist."""
-    if data_dir is not None:
-        return _read_dir(Path(data_dir), "data_dir")
-    env = os.environ.get(ENV_MNIST_DIR)
-    if env:
-        return _read_dir(Path(env).expanduser(), f"${ENV_MNIST_DIR}")
-    cache = data_home() / "mnist"
-    arrays, missing = _read_cache(cache, list(FILES))
-    if not missing:
-        return arrays
-    if not download:
-        raise DataNotFoundError(
-            f"MNIST files {[FILES[k].stem for k in missing]} are not in the cache {cache} "
-            f"and download=False.\n{_HOW_TO}"
-        )
-    _fetch_missing(cache, missing, progress)
-    fetched, _ = _read_cache(cache, missing, fresh=True)  # raises on a bad or missing file
-    return arrays | fetched
+    return idx_sets.load_uint8(
+        data_dir,
+        files=FILES,
+        title="MNIST",
+        env_var=ENV_MNIST_DIR,
+        cache=data_home() / "mnist",
+        fetch=_fetch_missing,
+        how_to=_HOW_TO,
+        download=download,
+        progress=progress,
+    )
 
 
 _HOW_TO = (
@@ -131,59 +107,6 @@ _HOW_TO = (
     f"or network access to {MIRRORS[0]};\n"
     "  - or use bnn_shift.data.load_digits() (scikit-learn's bundled 8x8 digits, no download)."
 )
-
-
-def _candidates(directory: Path, stem: str) -> list[Path]:
-    return [p for p in (directory / stem, directory / f"{stem}.gz") if p.is_file()]
-
-
-def _read_verified(path: Path, spec: _File) -> np.ndarray:
-    arr = read_idx(path)
-    verify_array(arr, shape=spec.shape, dtype="uint8", sha256=spec.sha256, what=str(path))
-    return arr
-
-
-def _read_dir(directory: Path, origin: str) -> dict[str, np.ndarray]:
-    """Read a user-given directory; anything missing or failing its checksum is an error."""
-    if not directory.is_dir():
-        raise DataNotFoundError(f"{origin} {directory} is not a directory.\n{_HOW_TO}")
-    found = {k: _candidates(directory, f.stem) for k, f in FILES.items()}
-    missing = [FILES[k].stem for k, paths in found.items() if not paths]
-    if missing:
-        raise DataNotFoundError(f"{origin} {directory} lacks MNIST files {missing}.\n{_HOW_TO}")
-    out = {}
-    for key, paths in found.items():
-        try:
-            out[key] = _read_verified(paths[0], FILES[key])
-        except IdxFormatError as e:
-            raise ChecksumError(f"MNIST file {paths[0]} is not valid IDX: {e}") from e
-        except ChecksumError as e:
-            raise ChecksumError(f"MNIST file {paths[0]} fails its checksum: {e}") from e
-    return out
-
-
-def _read_cache(
-    cache: Path, keys: list[str], fresh: bool = False
-) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Read `keys` from the cache, deleting files that fail their checksum; returns the arrays
-    and the keys still missing. With `fresh` (just fetched) a bad or missing file raises."""
-    arrays, missing = {}, []
-    for key in keys:
-        spec = FILES[key]
-        for path in _candidates(cache, spec.stem):
-            try:
-                arrays[key] = _read_verified(path, spec)
-                break
-            except (IdxFormatError, ChecksumError) as e:
-                path.unlink(missing_ok=True)
-                if fresh:
-                    raise ChecksumError(f"freshly fetched {path} is bad (deleted): {e}") from e
-                log.warning("deleted bad MNIST cache file %s (%s); it will be re-fetched", path, e)
-        else:
-            if fresh:
-                raise DataNotFoundError(f"fetch did not produce {spec.stem} in {cache}")
-            missing.append(key)
-    return arrays, missing
 
 
 def _fetch_missing(cache: Path, keys: list[str], progress: bool) -> None:

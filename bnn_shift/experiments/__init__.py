@@ -5,5 +5,13 @@ from bnn_shift.experiments.compare_priors import (
     ComparePriorsResult,
     compare_priors,
 )
+from bnn_shift.experiments.evaluate_runs import Evaluation, evaluate_runs, load_run
 
-__all__ = ["ComparePriorsConfig", "ComparePriorsResult", "compare_priors"]
+__all__ = [
+    "ComparePriorsConfig",
+    "ComparePriorsResult",
+    "Evaluation",
+    "compare_priors",
+    "evaluate_runs",
+    "load_run",
+]

@@ -12,5 +12,5 @@ def test_dispatch_digits() -> None:
 
 
 def test_unknown_name_lists_valid() -> None:
-    with pytest.raises(ValueError, match="digits, mnist"):
+    with pytest.raises(ValueError, match="animal-mnist, cifar10, digits, fashion-mnist, mnist"):
         load_dataset("cifar100")

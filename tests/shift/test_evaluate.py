@@ -8,14 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bnn_shift.data import Dataset
 from bnn_shift.shift import (
     COLUMNS,
+    OOD_COLUMNS,
     Predictor,
     Shift,
     evaluate,
     noise_sweep,
+    ood_scores,
     pivot_metric,
-    summarise,
 )
 
 N, K = 40, 3
@@ -104,6 +106,7 @@ def test_batching_matches_unbatched_for_input_dependent_model():
 
 def test_per_draw_output_is_averaged():
     table = evaluate({"d": Draws()}, X, Y, noise_sweep((0.0,)), ["nll"], progress=False)
+    assert list(table["metric"]) == ["nll"]  # the legacy positional metrics still work
     # BMA is (0.5, 0.5, 0); class-2 examples hit the 1e-12 floor.
     expected = (30 * -np.log(0.5) + 10 * -np.log(1e-12)) / N
     assert table["value"].iloc[0] == pytest.approx(expected)
@@ -147,18 +150,9 @@ def test_validation_errors(args, kwargs, error, match):
         evaluate(*args, progress=False, **kwargs)
 
 
-def test_summarise_and_pivot_metric():
+def test_pivot_metric():
     methods = {"b_const": Constant([0.7, 0.2, 0.1]), "a_jax": MeanPixel()}
     table = evaluate(methods, X, Y, noise_sweep((0.0, 1.0, 2.0)), progress=False)
-    wide = summarise(table)
-    assert wide.shape == (3, 8)
-    assert list(wide.index.names) == ["shift", "severity"]
-    assert list(wide.columns.names) == ["metric", "method"]
-    metrics = list(wide.columns.get_level_values("metric").unique())
-    assert metrics == ["accuracy", "nll", "ece", "brier"]
-    assert list(wide.columns.get_level_values("method")[:2]) == ["b_const", "a_jax"]
-    assert wide.loc[("gaussian_noise", 0.0), ("accuracy", "b_const")] == pytest.approx(0.25)
-
     acc = pivot_metric(table, "accuracy")
     assert list(acc.index) == [0.0, 1.0, 2.0]
     assert list(acc.columns) == ["b_const", "a_jax"]
@@ -171,4 +165,136 @@ def test_summarise_and_pivot_metric():
         pivot_metric(two, "nll")
     assert pivot_metric(two, "nll", shift="other").shape == (3, 2)
     with pytest.raises(ValueError, match="missing columns"):
-        summarise(table.drop(columns="severity"))
+        pivot_metric(table.drop(columns="severity"), "nll")
+
+
+def _dataset() -> Dataset:
+    return Dataset("toy", X[:12], Y[:12], X, Y, n_classes=K)
+
+
+def test_dataset_and_pair_forms_match_the_legacy_form():
+    shifts = noise_sweep((0.0, 1.0))
+    methods = {"m": MeanPixel()}
+    legacy = evaluate(methods, X, Y, shifts, progress=False)
+    pd.testing.assert_frame_equal(evaluate(methods, _dataset(), shifts, progress=False), legacy)
+    pd.testing.assert_frame_equal(evaluate(methods, (X, Y), shifts, progress=False), legacy)
+    with pytest.raises(TypeError, match="Dataset"):
+        evaluate(methods, X, shifts, progress=False)
+    with pytest.raises(TypeError, match="by keyword"):
+        evaluate(methods, X, Y, shifts, ["nll"], 16, progress=False)
+    with pytest.raises(TypeError, match="metrics= by keyword"):
+        evaluate(methods, _dataset(), shifts, ["nll"], progress=False)
+
+
+def test_uncertainty_metrics_exact_values():
+    metrics = ["accuracy", "entropy", "mutual_info", "mce", "ece_equal_width"]
+    table = evaluate(
+        {"d": Draws()}, _dataset(), noise_sweep((0.0, 1.0)), metrics=metrics, progress=False
+    )
+    assert len(table) == 2 * len(metrics)
+    for _, rows in table.groupby("severity"):
+        v = dict(zip(rows["metric"], rows["value"], strict=True))
+        # BMA (0.5, 0.5, 0): argmax class 0 (first on ties) is right for a quarter.
+        assert v["accuracy"] == pytest.approx(0.25)
+        # Entropy of (0.5, 0.5, 0) is log 2; the two one-hot draws disagree fully, so the
+        # mean per-draw entropy is 0 and MI = log 2.
+        assert v["entropy"] == pytest.approx(np.log(2))
+        assert v["mutual_info"] == pytest.approx(np.log(2))
+        # One confidence (0.5) for everyone, accuracy 0.25: one non-empty bin either way.
+        assert v["mce"] == pytest.approx(0.25)
+        assert v["ece_equal_width"] == pytest.approx(0.25)
+
+
+def test_mutual_info_skipped_with_a_warning_for_point_predictors():
+    methods = {"c": Constant([0.7, 0.2, 0.1]), "d": Draws()}
+    with pytest.warns(UserWarning, match=r"\['c'\].*mutual_info"):
+        table = evaluate(
+            methods, _dataset(), noise_sweep((0.0,)), metrics=["nll", "mutual_info"], progress=False
+        )
+    assert list(zip(table["method"], table["metric"])) == [
+        ("c", "nll"),
+        ("d", "nll"),
+        ("d", "mutual_info"),
+    ]
+
+
+def test_callback_sees_model_averages():
+    seen = []
+    with pytest.warns(UserWarning, match="no per-draw"):
+        evaluate(
+            {"d": Draws(), "c": Constant([0.2, 0.5, 0.3])},
+            _dataset(),
+            noise_sweep((0.0, 2.0)),
+            metrics=["mutual_info"],
+            callback=lambda *a: seen.append(a),
+            progress=False,
+        )
+    assert [(m, s.severity) for m, s, _, _ in seen] == [
+        ("d", 0.0),
+        ("c", 0.0),
+        ("d", 2.0),
+        ("c", 2.0),
+    ]
+    for _, _, probs, labels in seen:
+        assert probs.shape == (N, K)
+        np.testing.assert_array_equal(labels, Y)
+    np.testing.assert_allclose(seen[0][2], np.tile([0.5, 0.5, 0.0], (N, 1)))
+
+
+class DrawMethod(Constant):
+    """A point predictor that also offers per-draw output via predict_proba_draws."""
+
+    def predict_proba_draws(self, x):
+        return np.stack([self.predict_proba(x)] * 3)
+
+
+def test_predict_proba_draws_protocol_gives_zero_mi():
+    table = evaluate(
+        {"p": DrawMethod([0.6, 0.3, 0.1])},
+        _dataset(),
+        noise_sweep((0.0,)),
+        metrics=["mutual_info", "entropy"],
+        batch_size=16,
+        progress=False,
+    )
+    mi, h = table["value"]
+    assert mi == pytest.approx(0.0, abs=1e-15)
+    assert h == pytest.approx(-(0.6 * np.log(0.6) + 0.3 * np.log(0.3) + 0.1 * np.log(0.1)))
+
+
+class NumpyMeanPixel:
+    """MeanPixel in numpy (no compilation per input shape)."""
+
+    def predict_proba(self, x):
+        m = x.reshape(x.shape[0], -1).mean(axis=1)  # (n,)
+        z = np.exp(np.stack([m, -m, 0 * m], axis=1))
+        return z / z.sum(axis=1, keepdims=True)  # (n, 3)
+
+
+def test_ood_scores_known_values():
+    # Input-dependent model: confident far from 0, uniform at 0.
+    near = np.zeros((20, 4, 4, 1), np.float32)  # score 0 -> uniform over 3 classes
+    far = np.full((30, 4, 4, 1), 5.0, np.float32)  # confident
+    table = ood_scores(
+        {"m": NumpyMeanPixel(), "c": Constant([0.5, 0.3, 0.2])},
+        far,
+        {"near": near, "far": far},
+        scores=["entropy", "confidence"],
+        progress=False,
+    )
+    assert list(table.columns) == list(OOD_COLUMNS)
+    assert len(table) == 2 * 2 * 2 * 2
+    v = table.set_index(["method", "ood", "score", "metric"])["value"]
+    assert v[("m", "near", "entropy", "auroc")] == pytest.approx(1.0)
+    assert v[("m", "near", "entropy", "aupr")] == pytest.approx(1.0)
+    # Identical in-distribution and OOD scores: AUROC 1/2, AUPR = OOD fraction.
+    assert v[("m", "far", "entropy", "auroc")] == pytest.approx(0.5)
+    assert v[("c", "near", "confidence", "auroc")] == pytest.approx(0.5)
+    assert v[("c", "near", "confidence", "aupr")] == pytest.approx(20 / 50)
+    with pytest.warns(UserWarning, match="mutual_info skipped"):
+        only = ood_scores(
+            {"c": Constant([0.5, 0.3, 0.2])}, far, near, scores=["mutual_info"], progress=False
+        )
+    assert only.empty
+    with pytest.raises(ValueError, match="unknown scores"):
+        ood_scores({"m": NumpyMeanPixel()}, far, near, scores=["energy"], progress=False)

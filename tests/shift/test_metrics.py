@@ -11,7 +11,19 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from sklearn.metrics import brier_score_loss, log_loss
 
-from bnn_shift.shift.metrics import METRICS, PROB_FLOOR, accuracy, brier, ece, nll
+from bnn_shift.shift.metrics import (
+    DEFAULT_METRICS,
+    DRAW_METRICS,
+    METRICS,
+    PROB_FLOOR,
+    accuracy,
+    brier,
+    ece,
+    mce,
+    mean_entropy,
+    mean_mutual_information,
+    nll,
+)
 
 # Four examples, three classes. argmax = 0, 1, 2, 0 (the last row ties 0 and 1 -> 0).
 PROBS = np.array(
@@ -186,3 +198,25 @@ def test_metric_ranges(data, n_bins):
         # ECE does not depend on the order of the examples.
         permuted = ece(probs[perm], labels[perm], n_bins=n_bins, binning=binning)
         assert permuted == pytest.approx(value, abs=1e-12)
+
+
+def test_registry():
+    assert DEFAULT_METRICS == ("accuracy", "nll", "ece", "brier")
+    assert set(DEFAULT_METRICS) <= set(METRICS)
+    assert METRICS["ece_equal_width"](PROBS, LABELS) == pytest.approx(
+        ece(PROBS, LABELS, binning="equal_width")
+    )
+    assert METRICS["mce"](PROBS, LABELS) == mce(PROBS, LABELS)
+    assert set(DRAW_METRICS) == {"mutual_info"}
+
+
+def test_mean_entropy_and_mutual_information():
+    # Row entropies of PROBS, by hand.
+    h = [-sum(q * math.log(q) for q in row) for row in PROBS]
+    assert mean_entropy(PROBS, LABELS) == pytest.approx(np.mean(h))
+    assert mean_entropy(PROBS) == pytest.approx(np.mean(h))
+    draws = np.stack([PROBS, PROBS])
+    assert mean_mutual_information(draws) == pytest.approx(0.0, abs=1e-15)
+    onehots = np.stack([np.eye(3)[[0, 1]], np.eye(3)[[1, 0]]])  # (2, 2, 3): MI log 2 each
+    assert mean_mutual_information(onehots) == pytest.approx(math.log(2))
+    assert DRAW_METRICS["mutual_info"](onehots) == pytest.approx(math.log(2))
