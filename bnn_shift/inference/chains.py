@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from bnn_shift.inference.checkpoint import (
@@ -27,6 +28,7 @@ from bnn_shift.inference.checkpoint import (
     tree_to_arrays,
 )
 from bnn_shift.inference.kernel import HMCKernel, HMCState
+from bnn_shift.inference.sharding import is_writer, like_placed, to_host
 from bnn_shift.models.params import PyTree
 
 STATS = ("accepted", "acceptance_rate", "diverging", "energy", "log_density", "mh")
@@ -85,9 +87,9 @@ def function_space_trace(
 ) -> dict[str, np.ndarray]:
     """Per-chain quantities to diagnose mixing: train log-likelihood; for labelled eval sets,
     their mean log predictive and accuracy; and the chosen parameters (name -> leaf index)."""
-    out = {"log_likelihood": np.asarray(jnp.sum(state.loglik, axis=-1))}
+    out = {"log_likelihood": to_host(jnp.sum(state.loglik, axis=-1))}
     leaves = jax.tree.leaves(state.position)
-    out |= {name: np.asarray(leaves[i]) for name, i in traced_leaves.items()}
+    out |= {name: to_host(leaves[i]) for name, i in traced_leaves.items()}
     for name, p in probs.items():
         y = eval_y.get(name)
         if y is not None:
@@ -145,13 +147,14 @@ def run_chains(
             keys = iteration_keys(seed, i, n_chains)
             mh = jnp.asarray(i >= n_burnin)
             state, info, probs = step(keys, state, data, mh, eval_x)
-            probs = {k: np.asarray(v, np.float64) for k, v in probs.items()}
+            host_info = to_host(info)
+            probs = {k: v.astype(np.float64) for k, v in to_host(probs).items()}
             stats_rows.append(
-                {k: np.asarray(getattr(info, k)) for k in STATS if k != "log_density"}
-                | {"log_density": np.asarray(state.logdensity)}
+                {k: getattr(host_info, k) for k in STATS if k != "log_density"}
+                | {"log_density": to_host(state.logdensity)}
             )
             trace_rows.append(function_space_trace(state, probs, eval_y, traced_leaves or {}))
-            kept = np.asarray(info.accepted) & (i >= n_burnin)
+            kept = host_info.accepted & (i >= n_burnin)
             for name, p in probs.items():
                 record.sums.setdefault(name, np.zeros_like(p))
                 record.sums[name] += kept[:, None, None] * p
@@ -178,11 +181,14 @@ def run_chains(
 
 
 def _keep(record: ChainRun, state: HMCState, kept: np.ndarray, i: int, run_dir) -> None:
+    if not kept.any():
+        return
+    position = to_host(state.position)
     for chain in np.flatnonzero(kept):
-        params = jax.tree.map(lambda a, c=chain: np.asarray(a[c]), state.position)
+        params = jax.tree.map(lambda a, c=chain: a[c], position)
         if run_dir is None:
             record.draws.append((int(chain), params))
-        else:
+        elif is_writer():
             path = Path(run_dir) / DRAWS_DIR / f"iter{i:07d}_chain{chain:04d}.npz"
             save_arrays(
                 path, tree_to_arrays(params, "params"), {"iteration": i, "chain": int(chain)}
@@ -195,20 +201,25 @@ def _stack_streamed_draws(
     """The kept draws as memory-mapped `draws-<leaf>.npy` stacks (n_draws, ...) and their chains.
 
     Files are filled one draw at a time, so host memory stays at one draw however many are kept.
+    Process 0 writes them; the other processes of a multi-host run wait, then map them.
     """
+    leaves, treedef = jax.tree.flatten(position)
+    if not is_writer():
+        multihost_utils.sync_global_devices("bnn_shift draws written")
+        stacks = [np.load(run_dir / f"draws-{i}.npy", mmap_mode="r") for i in range(len(leaves))]
+        return jax.tree.unflatten(treedef, stacks), np.load(run_dir / "draws-chain.npy")
     paths = [
         path
         for path in sorted((run_dir / DRAWS_DIR).glob("iter*_chain*.npz"))
         if int(path.name[4:11]) < completed
     ]
-    leaves, treedef = jax.tree.flatten(position)
     stacks = [
         np.lib.format.open_memmap(
             run_dir / f"draws-{i}.npy", "w+", leaf.dtype, (len(paths), *leaf.shape[1:])
         )
         for i, leaf in enumerate(leaves)
     ]
-    like = jax.tree.unflatten(treedef, [np.asarray(leaf[0]) for leaf in leaves])
+    like = jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(a.shape[1:], a.dtype) for a in leaves])
     chains = np.zeros(len(paths), np.int32)
     for row, path in enumerate(paths):
         arrays, meta = load_arrays(path)
@@ -217,11 +228,17 @@ def _stack_streamed_draws(
             stack[row] = value
     for stack in stacks:
         stack.flush()
+    np.save(run_dir / "draws-chain.npy", chains)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("bnn_shift draws written")
     return jax.tree.unflatten(treedef, stacks), chains
 
 
 def _checkpoint(run_dir, state, record, stats_rows, trace_rows, fingerprint) -> None:
-    arrays = tree_to_arrays(state, "state")
+    host_state = to_host(state)  # every process joins the gather; process 0 writes
+    if not is_writer():
+        return
+    arrays = tree_to_arrays(host_state, "state")
     arrays |= {f"sums/{k}": v for k, v in record.sums.items()}
     arrays["counts"] = record.counts
     n_chains = len(record.counts)
@@ -237,8 +254,7 @@ def _checkpoint(run_dir, state, record, stats_rows, trace_rows, fingerprint) -> 
 def _resume(run_dir, state, record, fingerprint, keep_draws):
     arrays, meta = load_arrays(run_dir / STATE_FILE)
     _fingerprint_matches(meta, fingerprint, run_dir / STATE_FILE)
-    state = arrays_to_tree(arrays, "state", jax.tree.map(np.asarray, state))
-    state = jax.tree.map(jnp.asarray, state)
+    state = like_placed(arrays_to_tree(arrays, "state", state), state)
     record.completed = int(meta["completed"])
     record.counts = arrays["counts"]
     record.sums = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("sums/")}
@@ -246,7 +262,7 @@ def _resume(run_dir, state, record, fingerprint, keep_draws):
     trace = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("trace/")}
     stats_rows = [{k: v[i] for k, v in stats.items()} for i in range(record.completed)]
     trace_rows = [{k: v[i] for k, v in trace.items()} for i in range(record.completed)]
-    if keep_draws:  # draws written after the last checkpoint are redone
+    if keep_draws and is_writer():  # draws written after the last checkpoint are redone
         for path in (run_dir / DRAWS_DIR).glob("iter*_chain*.npz"):
             if int(path.name[4:11]) >= record.completed:
                 path.unlink()

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -37,7 +38,7 @@ def place_data(x: np.ndarray, y: np.ndarray, mesh: Mesh) -> tuple[jax.Array, ...
     mask = np.zeros(size, np.float32)
     mask[:n] = 1.0
     x = np.concatenate([x, np.zeros((size - n, *x.shape[1:]), x.dtype)])
-    y = np.concatenate([y, np.zeros(size - n, y.dtype)])
+    y = np.concatenate([y, np.zeros((size - n, *y.shape[1:]), y.dtype)])
     return tuple(_put(a, NamedSharding(mesh, P(DATA))) for a in (x, y, mask))
 
 
@@ -48,6 +49,27 @@ def place_chains(tree: PyTree, mesh: Mesh) -> PyTree:
 
 def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
     return jax.tree.map(lambda a: _put(np.asarray(a), NamedSharding(mesh, P())), tree)
+
+
+def to_host(tree: PyTree) -> PyTree:
+    """Numpy copies of (global) arrays; parts held by other hosts are gathered first."""
+
+    def one(a):
+        if isinstance(a, jax.Array) and not a.is_fully_addressable:
+            return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+        return np.asarray(a)
+
+    return jax.tree.map(one, tree)
+
+
+def like_placed(host: PyTree, placed: PyTree) -> PyTree:
+    """Host arrays put back with the shardings of `placed` (e.g. a state read from disk)."""
+    return jax.tree.map(lambda h, p: _put(np.asarray(h), p.sharding), host, placed)
+
+
+def is_writer() -> bool:
+    """Only process 0 writes run files, so several hosts can share one run directory."""
+    return jax.process_index() == 0
 
 
 def _put(array: np.ndarray, sharding: NamedSharding) -> jax.Array:
