@@ -13,12 +13,14 @@ from bnn_shift.data.errors import (
     IdxFormatError,
     UnsafeArchiveError,
 )
+from bnn_shift.data.ett import SeriesData, load_ett
 from bnn_shift.data.fashion_mnist import load_fashion_mnist, load_fashion_mnist_uint8
 from bnn_shift.data.idx import read_idx, write_idx
 from bnn_shift.data.mnist import load_mnist, load_mnist_uint8
 from bnn_shift.data.registry import load_dataset
 from bnn_shift.data.resample import downsample_to_digits, upsample_digits
 from bnn_shift.data.safe_pickle import PickleContentError, load_pickled_arrays
+from bnn_shift.data.text import TextData, load_text
 
 __all__ = [
     "ChecksumError",
@@ -27,6 +29,8 @@ __all__ = [
     "FetchError",
     "IdxFormatError",
     "PickleContentError",
+    "SeriesData",
+    "TextData",
     "UnsafeArchiveError",
     "data_home",
     "downsample_to_digits",
@@ -36,11 +40,13 @@ __all__ = [
     "load_cifar10_uint8",
     "load_dataset",
     "load_digits",
+    "load_ett",
     "load_fashion_mnist",
     "load_fashion_mnist_uint8",
     "load_mnist",
     "load_mnist_uint8",
     "load_pickled_arrays",
+    "load_text",
     "read_idx",
     "upsample_digits",
     "write_idx",

@@ -10,6 +10,9 @@ import pytest
 from bnn_shift.data.mnist import ENV_MNIST_DIR
 
 _REPO_SHARED_MNIST = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist"
+# The shared data files (ETTh1.csv, tinyshakespeare.txt, ...): $BNN_SHIFT_SHARED_DATA, else the
+# checkout's sibling ../shared/data (CI clones have one; a user's checkout may not).
+_SHARED_DATA = Path(os.environ.get("BNN_SHIFT_SHARED_DATA") or _REPO_SHARED_MNIST.parent)
 _MNIST_DIR = Path(os.environ.get(ENV_MNIST_DIR) or _REPO_SHARED_MNIST)
 
 
@@ -38,3 +41,13 @@ def mnist_env(shared_mnist_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point BNN_SHIFT_MNIST_DIR at the shared MNIST copy for one test."""
     monkeypatch.setenv(ENV_MNIST_DIR, str(shared_mnist_dir))
     return shared_mnist_dir
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """The shared data directory ($BNN_SHIFT_SHARED_DATA or ../shared/data); skips if absent."""
+    if not _SHARED_DATA.is_dir():
+        pytest.skip(
+            f"no shared data directory: set BNN_SHIFT_SHARED_DATA or provide {_SHARED_DATA}"
+        )
+    return _SHARED_DATA
