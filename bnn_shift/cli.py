@@ -11,6 +11,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from bnn_shift.commands._config import read_config, write_config
+
 COMMANDS = ("compare_priors", "corrupt", "diagnose", "evaluate")
 
 
@@ -25,10 +27,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Flags, on top of the --config file's settings when one is given."""
+    args = parser.parse_args(argv)
+    if args.config:
+        command = _subparser(parser, args.command)
+        known = {action.dest for action in command._actions}
+        command.set_defaults(**read_config(args.config, args.command, known))
+        args = parser.parse_args(argv)
+    return args
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[name]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = _parse(parser, argv)
+    except (OSError, ValueError) as err:
+        parser.error(str(err))
+    try:
+        if getattr(args, "out", None):
+            write_config(args, args.out)
         args.run(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -32,6 +32,12 @@ def common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML file of settings (option names as keys; flags override it); every run "
+        "writes its own to OUT/config.toml",
+    )
     return common
 
 
