@@ -10,7 +10,7 @@ from bnn_shift.models import MLP
 from bnn_shift.priors import Gaussian
 
 
-def main(run_dir: str, n_iterations: int, n_chains: int) -> None:
+def main(run_dir: str, n_iterations: int, n_chains: int, out: str = "") -> None:
     data = load_digits().subset(200, 50, seed=0)
     model = MLP(data.n_features, (16,), data.n_classes, key=jax.random.key(0))
     hmc(
@@ -28,8 +28,8 @@ def main(run_dir: str, n_iterations: int, n_chains: int) -> None:
         run_dir=run_dir or None,
         seed=5,
         progress=False,
-    ).save(f"{run_dir}/posterior.nc" if run_dir else sys.argv[4])
+    ).save(out or f"{run_dir}/posterior.nc")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:])

@@ -16,14 +16,16 @@ from bnn_shift.inference.chains import STATE_FILE
 from bnn_shift.inference.checkpoint import load_arrays
 from bnn_shift.models import MLP
 
+from . import _resume_worker as resume_worker
+
 WORKER = Path(__file__).with_name("_resume_worker.py")
 N_ITER, N_CHAINS = 14, 2
 
 
-def run_worker(run_dir: str, out: str = "") -> subprocess.Popen:
+def run_worker(run_dir: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
     return subprocess.Popen(
-        [sys.executable, str(WORKER), run_dir, str(N_ITER), str(N_CHAINS), out], env=env
+        [sys.executable, str(WORKER), run_dir, str(N_ITER), str(N_CHAINS)], env=env
     )
 
 
@@ -41,7 +43,7 @@ def load(path: Path) -> Posterior:
 @pytest.mark.slow
 def test_sigkill_then_resume_is_bit_identical(tmp_path):
     reference = tmp_path / "reference.nc"
-    assert run_worker("", str(reference)).wait(timeout=600) == 0
+    resume_worker.main("", N_ITER, N_CHAINS, str(reference))  # uninterrupted, in this process
 
     run_dir = tmp_path / "run"
     for kill_after in (3, 8):  # kill twice, mid-run, at whatever point the process is in
