@@ -28,6 +28,7 @@ def test_corrupt_mnist_subset(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     assert "wrote 3 corrupted sets of 40 mnist test images" in printed.out
     assert printed.err == ""  # --quiet: no progress bar
     assert sorted(p.name for p in out.iterdir()) == [
+        "config.toml",  # the settings, to repeat the run with --config
         "manifest.json",
         "stripe",
         "translate",
