@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import time
@@ -47,6 +48,22 @@ def interleaved_times(
             jax.block_until_ready(call())
             times[name].append(time.perf_counter() - t0)
     return times, first
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one call; CPU is this process's user + system time."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def corruption_args(doc: str, *, n: int, n_help: str, loop_n: int) -> argparse.Namespace:
+    """Parse the options of the corruption benchmarks: --n, --loop-n and --names."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--n", type=int, default=n, help=n_help)
+    parser.add_argument("--loop-n", type=int, default=loop_n, help="images for the per-image loop")
+    parser.add_argument("--names", nargs="*", default=None, help="corruptions (default: all)")
+    return parser.parse_args()
 
 
 def median(xs: list[float]) -> float:

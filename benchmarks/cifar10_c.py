@@ -10,30 +10,17 @@ Run: python benchmarks/cifar10_c.py [--n 1000] [--loop-n 50] [--names fog snow .
 
 from __future__ import annotations
 
-import argparse
 import os
-import time
 
 import numpy as np
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 
-def timed(fn) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of one call."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=1000, help="images per batched call")
-    parser.add_argument("--loop-n", type=int, default=50, help="images for the per-image loop")
-    parser.add_argument("--names", nargs="*", default=None, help="corruptions (default: all)")
-    args = parser.parse_args()
+    from _common import corruption_args, describe_machine, print_table, timed
 
-    from _common import describe_machine, print_table
+    args = corruption_args(__doc__, n=1000, n_help="images per batched call", loop_n=50)
 
     from bnn_shift.shift.corruptions import CIFAR10_C, corrupt
     from bnn_shift.shift.corruptions._frost import ENV_FROST_DIR

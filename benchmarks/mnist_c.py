@@ -10,9 +10,7 @@ Run: python benchmarks/mnist_c.py [--n 10000] [--loop-n 500] [--threads 2]
 
 from __future__ import annotations
 
-import argparse
 import os
-import time
 
 import numpy as np
 
@@ -20,21 +18,10 @@ os.environ.setdefault("BNN_SHIFT_MNIST_DIR", "/work/shared/data/mnist")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 
-def timed(fn) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of one call."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=10_000, help="test images to corrupt")
-    parser.add_argument("--loop-n", type=int, default=500, help="images for the per-image loop")
-    parser.add_argument("--names", nargs="*", default=None, help="corruptions (default: all)")
-    args = parser.parse_args()
+    from _common import corruption_args, describe_machine, print_table, timed
 
-    from _common import describe_machine, print_table
+    args = corruption_args(__doc__, n=10_000, n_help="test images to corrupt", loop_n=500)
 
     from bnn_shift.data import load_mnist
     from bnn_shift.shift.corruptions import MNIST_C, _rng, corrupt

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bnn_shift.data import deb, fetch, idx_sets
-from bnn_shift.data.cache import atomic_write, data_home
+from bnn_shift.data import deb, fetch
+from bnn_shift.data.cache import atomic_write
 from bnn_shift.data.dataset import Dataset
 from bnn_shift.data.errors import ChecksumError, DataNotFoundError, FetchError, UnsafeArchiveError
-from bnn_shift.data.idx_sets import STEMS, IdxFile, gray_images
+from bnn_shift.data.idx_sets import STEMS, IdxFile, IdxSet, gray_dataset, load_uint8
 
 ENV_FASHION_MNIST_DIR = "BNN_SHIFT_FASHION_MNIST_DIR"
 # mean and std of the 60,000 training pixels / 255
@@ -72,23 +72,15 @@ _HOW_TO = (
     f"(fetches the package {DEB_PACKAGE} {DEB_VERSION} without installing it)."
 )
 
+SET = IdxSet("fashion-mnist", "Fashion-MNIST", ENV_FASHION_MNIST_DIR, _HOW_TO, MEAN, STD, CLASSES)
+
 
 def load_fashion_mnist(
     data_dir: str | Path | None = None, *, download: bool = True, progress: bool = True
 ) -> Dataset:
     """Fashion-MNIST as (n, 28, 28, 1) float32, normalised as (pixel/255 - 0.2860) / 0.3530."""
     raw = load_fashion_mnist_uint8(data_dir, download=download, progress=progress)
-    return Dataset(
-        name="fashion-mnist",
-        x_train=gray_images(raw["train_images"], MEAN, STD),
-        y_train=raw["train_labels"].astype(np.int32),
-        x_test=gray_images(raw["test_images"], MEAN, STD),
-        y_test=raw["test_labels"].astype(np.int32),
-        n_classes=10,
-        mean=MEAN,
-        std=STD,
-        classes=CLASSES,
-    )
+    return gray_dataset(raw, SET)
 
 
 def load_fashion_mnist_uint8(
@@ -96,17 +88,7 @@ def load_fashion_mnist_uint8(
 ) -> dict[str, np.ndarray]:
     """The four verified uint8 arrays keyed train_images (60000, 28, 28), train_labels
     (60000,), test_images (10000, 28, 28), test_labels (10000,); same search as the loader."""
-    return idx_sets.load_uint8(
-        data_dir,
-        files=FILES,
-        title="Fashion-MNIST",
-        env_var=ENV_FASHION_MNIST_DIR,
-        cache=data_home() / "fashion-mnist",
-        fetch=_fetch_missing,
-        how_to=_HOW_TO,
-        download=download,
-        progress=progress,
-    )
+    return load_uint8(data_dir, SET, FILES, _fetch_missing, download=download, progress=progress)
 
 
 def _fetch_missing(cache: Path, keys: list[str], progress: bool) -> None:

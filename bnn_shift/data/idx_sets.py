@@ -1,4 +1,4 @@
-"""Four-file IDX image sets (MNIST, Fashion-MNIST): find, read and verify them.
+"""Four-file IDX image sets (MNIST, Fashion-MNIST): find, read, verify and normalise them.
 
 Both sets use the same file stems (train-images-idx3-ubyte, ...; each raw or .gz) and the same
 search order: a user directory, an environment variable, the cache, then a fetch into the cache.
@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bnn_shift.data.cache import verify_array
+from bnn_shift.data.cache import data_home, verify_array
+from bnn_shift.data.dataset import Dataset
 from bnn_shift.data.errors import ChecksumError, DataNotFoundError, IdxFormatError
 from bnn_shift.data.idx import read_idx
 
@@ -30,6 +31,19 @@ STEMS: dict[str, str] = {
 }
 
 Fetcher = Callable[[Path, list[str], bool], None]  # (cache, missing keys, progress)
+
+
+@dataclass(frozen=True)
+class IdxSet:
+    """One four-file set of gray images: its names, where a user may put it, its normalisation."""
+
+    name: str  # the Dataset's name and the cache folder data_home()/name
+    title: str  # the set as error messages name it
+    env_var: str  # environment variable naming a directory that holds the files
+    how_to: str  # the ways to provide the set, appended to not-found errors
+    mean: float  # of the training pixels / 255
+    std: float
+    classes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -106,18 +120,18 @@ def read_cache(
 
 def load_uint8(
     data_dir: str | Path | None,
-    *,
+    spec: IdxSet,
     files: Mapping[str, IdxFile],
-    title: str,
-    env_var: str,
-    cache: Path,
     fetch: Fetcher,
-    how_to: str,
+    *,
     download: bool,
     progress: bool,
 ) -> dict[str, np.ndarray]:
-    """Search `data_dir`, then $`env_var`, then `cache`; with `download`, `fetch` the missing
-    files into `cache`. Returns the verified uint8 arrays keyed like `files`."""
+    """Search `data_dir`, then $`spec.env_var`, then the cache data_home()/`spec.name`; with
+    `download`, `fetch` the missing files into the cache. Returns the verified uint8 arrays
+    keyed like `files`."""
+    title, env_var, how_to = spec.title, spec.env_var, spec.how_to
+    cache = data_home() / spec.name
     if data_dir is not None:
         return read_dir(Path(data_dir), files, title=title, origin="data_dir", how_to=how_to)
     env = os.environ.get(env_var)
@@ -141,3 +155,19 @@ def load_uint8(
 def gray_images(images: np.ndarray, mean: float, std: float) -> np.ndarray:
     """(n, H, W) uint8 -> (n, H, W, 1) float32, normalised as (pixel/255 - mean) / std."""
     return ((images.astype(np.float32) / 255.0 - mean) / std)[..., None]
+
+
+def gray_dataset(raw: Mapping[str, np.ndarray], spec: IdxSet) -> Dataset:
+    """The four verified uint8 arrays as a Dataset: images (n, H, W, 1) float32 normalised as
+    (pixel/255 - spec.mean) / spec.std, labels int32, one class per name in `spec.classes`."""
+    return Dataset(
+        name=spec.name,
+        x_train=gray_images(raw["train_images"], spec.mean, spec.std),
+        y_train=raw["train_labels"].astype(np.int32),
+        x_test=gray_images(raw["test_images"], spec.mean, spec.std),
+        y_test=raw["test_labels"].astype(np.int32),
+        n_classes=len(spec.classes),
+        mean=spec.mean,
+        std=spec.std,
+        classes=spec.classes,
+    )

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bnn_shift.data import fetch, idx_sets
-from bnn_shift.data.cache import data_home
+from bnn_shift.data import fetch
 from bnn_shift.data.dataset import Dataset
 from bnn_shift.data.errors import ChecksumError, DataNotFoundError, FetchError, UnsafeArchiveError
-from bnn_shift.data.idx_sets import IdxFile, gray_images
+from bnn_shift.data.idx_sets import IdxFile, IdxSet, gray_dataset, load_uint8
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +29,7 @@ MIRRORS = (
 )
 TRAIN_LABEL_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
 TEST_LABEL_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
+CLASSES = tuple(str(i) for i in range(10))
 
 
 _File = IdxFile
@@ -62,42 +62,6 @@ FILES: dict[str, _File] = {
 }
 
 
-def load_mnist(
-    data_dir: str | Path | None = None, *, download: bool = True, progress: bool = True
-) -> Dataset:
-    """MNIST as (n, 28, 28, 1) float32, normalised as (pixel/255 - 0.1307) / 0.3081."""
-    raw = load_mnist_uint8(data_dir, download=download, progress=progress)
-    return Dataset(
-        name="mnist",
-        x_train=gray_images(raw["train_images"], MEAN, STD),
-        y_train=raw["train_labels"].astype(np.int32),
-        x_test=gray_images(raw["test_images"], MEAN, STD),
-        y_test=raw["test_labels"].astype(np.int32),
-        n_classes=10,
-        mean=MEAN,
-        std=STD,
-        classes=tuple(str(i) for i in range(10)),
-    )
-
-
-def load_mnist_uint8(
-    data_dir: str | Path | None = None, *, download: bool = True, progress: bool = True
-) -> dict[str, np.ndarray]:
-    """The four verified uint8 arrays keyed train_images (60000, 28, 28), train_labels
-    (60000,), test_images (10000, 28, 28), test_labels (10000,); same search as load_mnist."""
-    return idx_sets.load_uint8(
-        data_dir,
-        files=FILES,
-        title="MNIST",
-        env_var=ENV_MNIST_DIR,
-        cache=data_home() / "mnist",
-        fetch=_fetch_missing,
-        how_to=_HOW_TO,
-        download=download,
-        progress=progress,
-    )
-
-
 _HOW_TO = (
     "Provide MNIST in one of these ways:\n"
     "  - pass data_dir=DIR to load_mnist, DIR holding train-images-idx3-ubyte, "
@@ -107,6 +71,24 @@ _HOW_TO = (
     f"or network access to {MIRRORS[0]};\n"
     "  - or use bnn_shift.data.load_digits() (scikit-learn's bundled 8x8 digits, no download)."
 )
+
+SET = IdxSet("mnist", "MNIST", ENV_MNIST_DIR, _HOW_TO, MEAN, STD, CLASSES)
+
+
+def load_mnist(
+    data_dir: str | Path | None = None, *, download: bool = True, progress: bool = True
+) -> Dataset:
+    """MNIST as (n, 28, 28, 1) float32, normalised as (pixel/255 - 0.1307) / 0.3081."""
+    raw = load_mnist_uint8(data_dir, download=download, progress=progress)
+    return gray_dataset(raw, SET)
+
+
+def load_mnist_uint8(
+    data_dir: str | Path | None = None, *, download: bool = True, progress: bool = True
+) -> dict[str, np.ndarray]:
+    """The four verified uint8 arrays keyed train_images (60000, 28, 28), train_labels
+    (60000,), test_images (10000, 28, 28), test_labels (10000,); same search as load_mnist."""
+    return load_uint8(data_dir, SET, FILES, _fetch_missing, download=download, progress=progress)
 
 
 def _fetch_missing(cache: Path, keys: list[str], progress: bool) -> None:

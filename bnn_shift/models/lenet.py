@@ -7,11 +7,12 @@ conv1 5×5×6 SAME → act → AvgPool 2/2 → conv2 5×5×16 VALID → act → 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+
+from bnn_shift.models.conv_stem import ConvStem, PatchSpec
 
 KERNEL_SIZE = 5
 CONV1_CHANNELS = 6
@@ -25,16 +26,6 @@ CONV1_PADDING = KERNEL_SIZE // 2
 MIN_IMAGE_SIZE = 2 * (KERNEL_SIZE - 1 + POOL)
 
 
-class PatchSpec(NamedTuple):
-    """How the first conv reads its input: square `kernel_size`, `stride`, zero `padding`
-    on each spatial side, over `in_channels` channels (weights are (out, in, k, k))."""
-
-    kernel_size: int
-    stride: int
-    padding: int
-    in_channels: int
-
-
 def _spatial_after_convs(image_size: int) -> int:
     """Side length of the final feature map (after the second pool)."""
     s = image_size // POOL  # conv1 SAME keeps the size, pool halves (floor)
@@ -42,7 +33,7 @@ def _spatial_after_convs(image_size: int) -> int:
     return s // POOL if s >= POOL else 0
 
 
-class LeNet5(eqx.Module):
+class LeNet5(ConvStem):
     """LeNet-5 mapping ONE channels-last image (H, W, C) to (n_classes,) logits.
 
     Parameters are `conv1.weight` (6, C, 5, 5), `conv1.bias` (6, 1, 1), `conv2.*`, `fc1.*`,
@@ -107,19 +98,6 @@ class LeNet5(eqx.Module):
         return PatchSpec(
             self.conv1_kernel_size, self.conv1_stride, self.conv1_padding, self.in_channels
         )
-
-    def _check_input(self, x: jax.Array) -> None:
-        expected = (self.image_size, self.image_size, self.in_channels)
-        if x.shape != expected:
-            raise ValueError(
-                f"LeNet5 expects one channels-last example of shape {expected}; got {x.shape} "
-                f"(use jax.vmap for batches)"
-            )
-
-    def first_conv(self, x: jax.Array) -> jax.Array:
-        """(H, W, C) one example -> (H, W, 6) conv1 pre-activations, channels-last."""
-        self._check_input(x)
-        return jnp.transpose(self.conv1(jnp.transpose(x, (2, 0, 1))), (1, 2, 0))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """(H, W, C) one channels-last example -> (n_classes,) logits."""

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bnn_shift.models.lenet import PatchSpec
+from bnn_shift.models.conv_stem import ConvStem, PatchSpec
 
 DEPTH = 20  # 6n + 2 layers with n = 3 blocks per stage
 N_STAGES = 3
@@ -139,7 +139,7 @@ class ResBlock(eqx.Module):
         return self.activation(x + y)
 
 
-class ResNet20FRN(eqx.Module):
+class ResNet20FRN(ConvStem):
     """ResNet-20-FRN mapping ONE channels-last image (H, W, C) to (n_classes,) logits.
 
     Parameters: the stem `conv1.weight` (w, C, 3, 3), `conv1.bias` (w, 1, 1), `norm1.gamma` /
@@ -215,19 +215,6 @@ class ResNet20FRN(eqx.Module):
     def first_layer_patch_spec(self) -> PatchSpec:
         """The patches the stem conv sees: 3×3 windows, stride 1, SAME (= 1 pixel) zero padding."""
         return PatchSpec(KERNEL_SIZE, 1, KERNEL_SIZE // 2, self.in_channels)
-
-    def _check_input(self, x: jax.Array) -> None:
-        expected = (self.image_size, self.image_size, self.in_channels)
-        if x.shape != expected:
-            raise ValueError(
-                f"ResNet20FRN expects one channels-last example of shape {expected}; got "
-                f"{x.shape} (use jax.vmap for batches)"
-            )
-
-    def first_conv(self, x: jax.Array) -> jax.Array:
-        """(H, W, C) one example -> (H, W, w) stem-conv pre-activations, channels-last."""
-        self._check_input(x)
-        return jnp.transpose(self.conv1(jnp.transpose(x, (2, 0, 1))), (1, 2, 0))
 
     def features(self, x: jax.Array) -> jax.Array:
         """(H, W, C) one example -> (4w,) globally average-pooled last-stage features."""
