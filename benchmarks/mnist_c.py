@@ -5,7 +5,7 @@ one batched call, and the same corruption applied image by image (a Python loop 
 batches of one) timed on the first --loop-n images and extrapolated linearly to the full set.
 CPU seconds are this process's user + system time, which a busy shared machine inflates
 less than wall time.
-Run: python benchmarks/mnist_c.py [--n 10000] [--loop-n 500] [--threads 2]
+Run: python benchmarks/mnist_c.py [--n 10000] [--loop-n 500]
 """
 
 from __future__ import annotations

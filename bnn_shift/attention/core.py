@@ -51,6 +51,15 @@ class Core(eqx.Module):
         return rms_cap(self.weight, self.d_in, self.d_out) if self.cap else self.weight
 
 
+def per_head_width(d_model: int, n_heads: int, width: int | None, name: str) -> int:
+    """A per-head width: `width` as given, or D/H, which must then divide evenly."""
+    if width is not None:
+        return width
+    if d_model % n_heads:
+        raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}; pass {name}")
+    return d_model // n_heads
+
+
 def linear(d_in: int, d_out: int, *, key: jax.Array, use_bias: bool = False) -> eqx.nn.Linear:
     """An `eqx.nn.Linear` (weight (d_out, d_in)) drawn N(0, 1/d_in), bias zero."""
     # the skeleton skips equinox's own uniform draw, which would be thrown away

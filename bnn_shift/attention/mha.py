@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from bnn_shift.attention.base import Scorer, Structure, check_tokens
-from bnn_shift.attention.core import apply_linear, linear
+from bnn_shift.attention.core import apply_linear, linear, per_head_width
 from bnn_shift.attention.structures import Full
 
 
@@ -39,12 +39,7 @@ class MultiHeadAttention(eqx.Module):
         use_bias: bool = False,
     ):
         d_model, n_heads = scorer.d_model, scorer.n_heads
-        if d_value is None:
-            if d_model % n_heads:
-                raise ValueError(
-                    f"d_model={d_model} is not divisible by n_heads={n_heads}; pass d_value"
-                )
-            d_value = d_model // n_heads
+        d_value = per_head_width(d_model, n_heads, d_value, "d_value")
         kv, ko = jax.random.split(key)
         self.scorer = scorer
         self.structure = Full() if structure is None else structure

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from bnn_shift.attention.base import Scorer, check_tokens
-from bnn_shift.attention.core import apply_linear, linear
+from bnn_shift.attention.core import apply_linear, linear, per_head_width
 from bnn_shift.attention.norm import LayerNorm
 
 
@@ -55,12 +55,7 @@ class StandardScorer(Scorer):
     ):
         if n_heads < 1 or d_model < 1:
             raise ValueError(f"need d_model, n_heads >= 1, got {d_model}, {n_heads}")
-        if head_dim is None:
-            if d_model % n_heads:
-                raise ValueError(
-                    f"d_model={d_model} is not divisible by n_heads={n_heads}; pass head_dim"
-                )
-            head_dim = d_model // n_heads
+        head_dim = per_head_width(d_model, n_heads, head_dim, "head_dim")
         kq, kk = jax.random.split(key)
         self.query = linear(d_model, n_heads * head_dim, key=kq, use_bias=use_bias)
         self.key = linear(d_model, n_heads * head_dim, key=kk, use_bias=use_bias)
