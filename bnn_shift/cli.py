@@ -43,6 +43,11 @@ def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentP
     return sub.choices[name]
 
 
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (its type when it has none); --debug shows the rest."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -59,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         if args.debug:
             raise
-        print(f"bnn-shift {args.command}: error: {err}", file=sys.stderr)
+        print(f"bnn-shift {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 1
     return 0
 

@@ -6,7 +6,7 @@ import jax
 import pandas as pd
 import pytest
 
-from bnn_shift.cli import main
+from bnn_shift.cli import main, one_line
 from bnn_shift.data import load_digits
 from bnn_shift.inference import Posterior
 from bnn_shift.models import MLP
@@ -60,6 +60,12 @@ def test_bad_flag_is_one_clear_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1
     assert "unknown priors ['horseshoe']" in err and "Traceback" not in err
+    assert err.count("\n") == 1
+
+
+def test_multi_line_messages_are_printed_on_one_line():
+    assert one_line(ValueError("first line\n  second line")) == "first line second line"
+    assert one_line(KeyError()) == "KeyError"
 
 
 def test_debug_shows_the_exception(tmp_path):

@@ -9,6 +9,12 @@ from bnn_shift.inference.kernel import (
     default_trajectory_length,
     n_leapfrog_steps,
 )
+from bnn_shift.inference.likelihood import (
+    SEQUENCE_CATEGORICAL,
+    Likelihood,
+    gaussian_likelihood,
+    sequence_gaussian_likelihood,
+)
 from bnn_shift.inference.map import map_fit
 from bnn_shift.inference.metric import prior_metric
 from bnn_shift.inference.numpyro_export import (
@@ -24,19 +30,28 @@ from bnn_shift.inference.nuts import nuts
 from bnn_shift.inference.posterior import Posterior
 from bnn_shift.inference.sampler import hmc
 from bnn_shift.inference.sgmcmc import sgld
-from bnn_shift.inference.tuning import StepSizeTuning, tune_step_size
+from bnn_shift.inference.tuning import (
+    StabilityCheck,
+    StepSizeTuning,
+    stable_step_size,
+    tune_step_size,
+)
 from bnn_shift.inference.vi import mfvi
 
 __all__ = [
+    "SEQUENCE_CATEGORICAL",
     "EmpCovDistribution",
     "HMCInfo",
     "HMCKernel",
     "HMCState",
+    "Likelihood",
     "Posterior",
+    "StabilityCheck",
     "StepSizeTuning",
     "build_kernel",
     "deep_ensemble",
     "default_trajectory_length",
+    "gaussian_likelihood",
     "hmc",
     "map_fit",
     "mfvi",
@@ -48,7 +63,9 @@ __all__ = [
     "posterior_from_numpyro",
     "prior_distributions",
     "prior_metric",
+    "sequence_gaussian_likelihood",
     "sgld",
-    "tune_step_size",
+    "stable_step_size",
     "to_params",
+    "tune_step_size",
 ]

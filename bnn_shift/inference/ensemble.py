@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from bnn_shift.inference.likelihood import Likelihood, resolve_likelihood
 from bnn_shift.inference.map import check_training_inputs, make_epoch, make_optimizer
 from bnn_shift.inference.posterior import Posterior, stack_draws
 from bnn_shift.models.params import PyTree, partition_params
@@ -38,6 +39,7 @@ def deep_ensemble(
     init_fn: Callable[[jax.Array], PyTree] | None = None,
     seed: int = 0,
     progress: bool = True,
+    likelihood: str | Likelihood = "categorical",
 ) -> Posterior:
     """Train n_members MAP fits (map_fit's objective and optimizer) from different starts, all
     in one jitted program vmapped over members; -> a Posterior whose draws are the members.
@@ -53,14 +55,15 @@ def deep_ensemble(
     starts, static, how = _member_starts(model, n_members, init_fn, seed)
     n_members = len(starts)
     params = starts[0]
+    lik = resolve_likelihood(likelihood)
     x, y, batch = check_training_inputs(
-        eqx.combine(params, static), prior, x, y, batch_size, n_epochs
+        eqx.combine(params, static), prior, x, y, batch_size, n_epochs, lik
     )
     n = len(x)
     steps_per_epoch = n // batch
     opt = make_optimizer(optimizer, learning_rate, n_epochs * steps_per_epoch)
 
-    member_epoch = make_epoch(static, prior, n, opt)
+    member_epoch = make_epoch(static, prior, n, opt, lik)
     epoch = jax.jit(jax.vmap(member_epoch, in_axes=(0, 0, None, None, 0)))
     seeds = member_seeds(seed, n_members)
     rngs = [np.random.default_rng(s) for s in seeds]
@@ -97,6 +100,7 @@ def deep_ensemble(
         "member_seeds": seeds,
         "n_train": n,
         "prior": prior.describe(),
+        "likelihood": lik.describe(),
         "seconds": time.perf_counter() - started,
     }
     stats = {"loss": losses.mean(axis=1)} | {

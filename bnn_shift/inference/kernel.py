@@ -115,7 +115,8 @@ def build_kernel(
         diverging = ~finite | (-log_ratio > divergence_threshold)
         log_ratio = jnp.where(finite, log_ratio, -jnp.inf)
         passes_mh = jnp.log(jax.random.uniform(key_accept)) < log_ratio
-        accepted = finite & jnp.where(mh, passes_mh, True)
+        # burn-in skips the MH test but still refuses diverging (finite yet exploding) proposals
+        accepted = ~diverging & jnp.where(mh, passes_mh, True)
 
         proposal = HMCState(end.position, end.logdensity, end.logdensity_grad, loglik)
         new_state = jax.tree.map(lambda a, b: jnp.where(accepted, a, b), proposal, state)

@@ -1,8 +1,12 @@
-"""Per-example log-likelihoods of equinox classifiers, and checks on the data they see."""
+"""Per-example log-likelihoods (categorical for classifiers, Gaussian for regression), the
+`Likelihood` bundle the engines take, and checks on the data they see."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -91,8 +95,8 @@ def check_inputs(name: str, x, feature_shape: tuple[int, ...]) -> np.ndarray:
     return x
 
 
-def n_outputs(model: PyTree, x) -> int:
-    """Number of logits the model returns for one example of `x` (n, ...)."""
+def output_shape(model: PyTree, x) -> tuple[int, ...]:
+    """Shape of what the model returns for one example of `x` (n, ...)."""
     shape = np.shape(x)
     if len(shape) < 2:
         raise ValueError(f"inputs must be shaped (n_examples, ...), got shape {shape}")
@@ -100,4 +104,193 @@ def n_outputs(model: PyTree, x) -> int:
         out = eqx.filter_eval_shape(model, jax.ShapeDtypeStruct(shape[1:], jnp.float32))
     except (TypeError, ValueError) as err:
         raise ValueError(f"the model cannot take examples of shape {shape[1:]}: {err}") from err
-    return int(out.shape[-1])
+    return tuple(int(d) for d in out.shape)
+
+
+def n_outputs(model: PyTree, x) -> int:
+    """Number of logits the model returns for one example of `x` (n, ...)."""
+    return output_shape(model, x)[-1]
+
+
+def check_regression_data(x, y, n_targets: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validate inputs (n, ...) and real targets (n,) or (n, n_targets); -> float32 (x, y)."""
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.ndim < 2:
+        raise ValueError(f"inputs must be shaped (n_examples, ...), got shape {x.shape}")
+    if len(x) == 0:
+        raise ValueError("the data set is empty")
+    if y.shape[:1] != x.shape[:1] or y.ndim > 2:
+        raise ValueError(f"targets must be shaped ({len(x)},) or ({len(x)}, k), got {y.shape}")
+    k = 1 if y.ndim == 1 else y.shape[1]
+    if k != n_targets:
+        raise ValueError(
+            f"targets have {k} columns but the model predicts {n_targets}; build the model "
+            "with one output per target (two per target when the noise is learned)"
+        )
+    for name, a in (("inputs", x), ("targets", y)):
+        if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} contain NaN or inf (or are not numeric); clean them first")
+    return x.astype(np.float32, copy=False), y.astype(np.float32, copy=False)
+
+
+PredictFn = Callable[[PyTree, PyTree, jax.Array], jax.Array]  # (params, static, x) -> (n, k)
+CheckFn = Callable[[PyTree, Any, Any], tuple[np.ndarray, np.ndarray]]  # (model, x, y) -> (x, y)
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    """The observation model an engine fits: per-example log-likelihood, the per-draw
+    prediction kept for eval sets (class probabilities or means), and the data check."""
+
+    name: str
+    loglik: LogLikelihood  # (params, static, x (n, ...), y (n, ...)) -> (n,)
+    predict: PredictFn
+    check: CheckFn
+
+    def describe(self) -> str:
+        return self.name
+
+
+def _check_categorical(model: PyTree, x, y) -> tuple[np.ndarray, np.ndarray]:
+    return check_classification_data(x, y, n_classes=n_outputs(model, x))
+
+
+CATEGORICAL = Likelihood("categorical", categorical_loglik, predict_probs, _check_categorical)
+
+
+def gaussian_mean_log_std(
+    outputs: jax.Array, noise_std: float | np.ndarray | None
+) -> tuple[jax.Array, jax.Array]:
+    """Model outputs (n, k) with a fixed noise_std (scalar or (k,)), or (n, 2k) = (means, log
+    stds) when noise_std is None -> (means (n, k), log stds broadcastable to (n, k))."""
+    if noise_std is None:
+        k = outputs.shape[-1] // 2
+        return outputs[..., :k], outputs[..., k:]
+    return outputs, jnp.log(jnp.asarray(noise_std, outputs.dtype))
+
+
+def gaussian_likelihood(noise_std: float | Sequence[float] | None = 1.0) -> Likelihood:
+    """y_i ~ N(f(x_i), noise_std^2) independently per target, for models returning k means per
+    example (noise_std a float, or one per target); noise_std=None learns the noise: the model
+    returns 2k values per example, k means then k log standard deviations (heteroscedastic)."""
+    if noise_std is not None:
+        noise_std = np.asarray(noise_std, np.float32)
+        if noise_std.ndim > 1 or not (np.all(np.isfinite(noise_std)) and np.all(noise_std > 0)):
+            raise ValueError(
+                f"noise_std must be finite and > 0, a float or one per target (or None to learn "
+                f"it), got {noise_std}"
+            )
+    per_mean = 1 if noise_std is not None else 2
+
+    def loglik(params: PyTree, static: PyTree, x: jax.Array, y: jax.Array) -> jax.Array:  # (n,)
+        model = combine_params(params, static)
+        outputs = jax.vmap(model)(x).astype(jnp.float32)  # (n, k * per_mean)
+        mean, log_std = gaussian_mean_log_std(outputs, noise_std)
+        z = (y.reshape(len(y), -1) - mean) * jnp.exp(-log_std)  # (n, k)
+        return jnp.sum(-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi), axis=-1)
+
+    def predict(params: PyTree, static: PyTree, x: jax.Array) -> jax.Array:  # (n, k)
+        outputs = jax.vmap(combine_params(params, static))(x)
+        return gaussian_mean_log_std(outputs, noise_std)[0]
+
+    def check(model: PyTree, x, y) -> tuple[np.ndarray, np.ndarray]:
+        n_out = n_outputs(model, x)
+        if n_out % per_mean:
+            raise ValueError(
+                f"a Gaussian likelihood with learned noise needs 2 outputs per target (means, "
+                f"then log stds); the model returns {n_out}"
+            )
+        if noise_std is not None and noise_std.ndim == 1 and len(noise_std) != n_out:
+            raise ValueError(f"{len(noise_std)} noise_std values for a model with {n_out} outputs")
+        return check_regression_data(x, y, n_targets=n_out // per_mean)
+
+    shown = "learned" if noise_std is None else np.array2string(noise_std, precision=4)
+    name = f"gaussian(noise_std={shown})"
+    return Likelihood(name, loglik, predict, check)
+
+
+def resolve_likelihood(likelihood: str | Likelihood) -> Likelihood:
+    """A likelihood name ("categorical", or "gaussian" with unit noise) or a `Likelihood`."""
+    if isinstance(likelihood, Likelihood):
+        return likelihood
+    if likelihood == "categorical":
+        return CATEGORICAL
+    if likelihood == "gaussian":
+        return gaussian_likelihood(1.0)
+    raise ValueError(
+        f'likelihood must be "categorical", "gaussian" or a Likelihood (e.g. '
+        f"gaussian_likelihood(noise_std=0.1)), got {likelihood!r}"
+    )
+
+
+def check_sequence_data(
+    x, y, target_shape: tuple[int, ...], n_classes: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate inputs (n, ...) and targets (n, *target_shape): integers in [0, n_classes) when
+    n_classes is given, else reals; -> (float32 x, int32 or float32 y)."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim < 2 or len(x) == 0:
+        raise ValueError(f"inputs must be a non-empty (n_examples, ...) array, got {x.shape}")
+    expected = (len(x), *target_shape)
+    if y.shape != expected:
+        raise ValueError(
+            f"targets must be shaped {expected}, one per model output position, got {y.shape}"
+        )
+    for name, a in (("inputs", x), ("targets", y)):
+        if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} contain NaN or inf (or are not numeric); clean them first")
+    if n_classes is None:
+        return x.astype(np.float32, copy=False), y.astype(np.float32, copy=False)
+    if np.any(np.mod(y, 1) != 0) or y.min() < 0 or y.max() >= n_classes:
+        raise ValueError(
+            f"targets must be integer class ids in [0, {n_classes}) for a model with "
+            f"{n_classes} logits per position; found values from {y.min()} to {y.max()}"
+        )
+    return x.astype(np.float32, copy=False), y.astype(np.int32, copy=False)
+
+
+def sequence_categorical_loglik(
+    params: PyTree, static: PyTree, x: jax.Array, y: jax.Array
+) -> jax.Array:  # (n,)
+    """sum_t log p(y_it | x_i, params) for a model returning logits (T, k) (or (..., k)) for one
+    example, e.g. a character LM's next-token logits, with integer targets y (n, T)."""
+    logits = jax.vmap(combine_params(params, static))(x).astype(jnp.float32)  # (n, T, k)
+    ids = y.astype(jnp.int32)[..., None]  # (n, T, 1)
+    picked = jnp.take_along_axis(jax.nn.log_softmax(logits), ids, axis=-1)[..., 0]  # (n, T)
+    return jnp.sum(picked.reshape(len(picked), -1), axis=-1)
+
+
+def _check_sequence_categorical(model: PyTree, x, y) -> tuple[np.ndarray, np.ndarray]:
+    *positions, n_classes = output_shape(model, x)
+    return check_sequence_data(x, y, tuple(positions), n_classes)
+
+
+SEQUENCE_CATEGORICAL = Likelihood(
+    "sequence_categorical",
+    sequence_categorical_loglik,
+    predict_probs,  # (n, T, k): softmax over the last axis
+    _check_sequence_categorical,
+)
+
+
+def sequence_gaussian_likelihood(noise_std: float = 1.0) -> Likelihood:
+    """y_i ~ N(f(x_i), noise_std^2) elementwise for a model returning an array of any shape per
+    example (e.g. forecasts (horizon, channels)); targets y (n, *that shape); one fixed noise_std.
+    The log-likelihood of an example sums over all its elements."""
+    if not (np.isfinite(noise_std) and noise_std > 0):
+        raise ValueError(f"noise_std must be a finite float > 0, got {noise_std}")
+    log_norm = math.log(noise_std) + 0.5 * math.log(2 * math.pi)
+
+    def loglik(params: PyTree, static: PyTree, x: jax.Array, y: jax.Array) -> jax.Array:  # (n,)
+        mean = jax.vmap(combine_params(params, static))(x).astype(jnp.float32)  # (n, ...)
+        z = (y - mean).reshape(len(y), -1) / noise_std  # (n, m)
+        return jnp.sum(-0.5 * z**2, axis=-1) - z.shape[-1] * log_norm
+
+    def predict(params: PyTree, static: PyTree, x: jax.Array) -> jax.Array:  # (n, ...)
+        return jax.vmap(combine_params(params, static))(x)
+
+    def check(model: PyTree, x, y) -> tuple[np.ndarray, np.ndarray]:
+        return check_sequence_data(x, y, output_shape(model, x))
+
+    return Likelihood(f"sequence_gaussian(noise_std={noise_std:g})", loglik, predict, check)

@@ -11,11 +11,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from bnn_shift.inference.likelihood import (
-    categorical_loglik,
-    check_classification_data,
-    n_outputs,
-)
+from bnn_shift.inference.likelihood import CATEGORICAL, Likelihood, resolve_likelihood
 from bnn_shift.inference.posterior import Posterior, stack_draws
 from bnn_shift.models.params import PyTree, partition_params
 from bnn_shift.priors.base import Prior
@@ -36,26 +32,38 @@ def make_optimizer(name: str, learning_rate: float, n_steps: int) -> optax.Gradi
 
 
 def check_training_inputs(
-    model: PyTree, prior: Prior, x, y, batch_size: int | None, n_epochs: int
+    model: PyTree,
+    prior: Prior,
+    x,
+    y,
+    batch_size: int | None,
+    n_epochs: int,
+    likelihood: Likelihood = CATEGORICAL,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Validate data, batch size, epochs and the prior's fit to the model -> (x, y, batch)."""
-    x, y = check_classification_data(x, y, n_classes=n_outputs(model, x))
+    x, y = likelihood.check(model, x, y)
     n = len(x)
     batch = n if batch_size is None else int(batch_size)
     if not 1 <= batch <= n:
         raise ValueError(f"batch_size must be between 1 and the data size {n}, got {batch_size}")
     if n_epochs < 1:
         raise ValueError(f"n_epochs must be >= 1, got {n_epochs}")
-    prior.log_prob(eqx.filter(model, eqx.is_inexact_array))
+    jax.eval_shape(prior.log_prob, eqx.filter(model, eqx.is_inexact_array))  # traced, not run
     return x, y, batch
 
 
-def make_epoch(static: PyTree, prior: Prior, n: int, opt: optax.GradientTransformation):
+def make_epoch(
+    static: PyTree,
+    prior: Prior,
+    n: int,
+    opt: optax.GradientTransformation,
+    likelihood: Likelihood = CATEGORICAL,
+):
     """(params, opt_state, xs, ys, order (steps, batch)) -> (params, opt_state, mean loss): one
     epoch of minibatch steps on -(log posterior)/n, minibatch likelihoods scaled by n/batch."""
 
     def loss_fn(p, xb, yb):
-        loglik = jnp.sum(categorical_loglik(p, static, xb, yb)) * (n / xb.shape[0])
+        loglik = jnp.sum(likelihood.loglik(p, static, xb, yb)) * (n / xb.shape[0])
         return -(loglik + prior.log_prob(p)) / n
 
     def epoch(p, opt_state, xs, ys, order):
@@ -83,20 +91,23 @@ def map_fit(
     learning_rate: float = 1e-3,
     seed: int = 0,
     progress: bool = True,
+    likelihood: str | Likelihood = "categorical",
 ) -> Posterior:
     """Maximise sum_i log p(y_i|x_i, theta) + log p(theta); -> a one-draw `Posterior`.
 
     The objective is divided by n (a mean loss) so learning rates do not depend on data size;
     minibatches (batch_size < n) rescale their likelihood by n / batch_size. stats["loss"] holds
-    the per-epoch mean loss, -(log posterior)/n.
+    the per-epoch mean loss, -(log posterior)/n. likelihood: "categorical" (classifiers),
+    "gaussian" or a `Likelihood` such as gaussian_likelihood(noise_std) (regression).
     """
     params, static = partition_params(model)
-    x, y, batch = check_training_inputs(model, prior, x, y, batch_size, n_epochs)
+    lik = resolve_likelihood(likelihood)
+    x, y, batch = check_training_inputs(model, prior, x, y, batch_size, n_epochs, lik)
     n = len(x)
     steps_per_epoch = n // batch
     opt = make_optimizer(optimizer, learning_rate, n_epochs * steps_per_epoch)
 
-    epoch = jax.jit(make_epoch(static, prior, n, opt))
+    epoch = jax.jit(make_epoch(static, prior, n, opt, lik))
 
     rng = np.random.default_rng(seed)
     xs, ys = jnp.asarray(x), jnp.asarray(y)
@@ -120,6 +131,7 @@ def map_fit(
         "seed": seed,
         "n_train": n,
         "prior": prior.describe(),
+        "likelihood": lik.describe(),
         "seconds": time.perf_counter() - started,
     }
     return Posterior(

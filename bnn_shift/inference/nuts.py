@@ -17,10 +17,10 @@ from blackjax.adaptation.base import get_filter_adapt_info_fn
 from tqdm.auto import tqdm
 
 from bnn_shift.inference.likelihood import (
-    categorical_loglik,
-    check_classification_data,
+    CATEGORICAL,
+    Likelihood,
     check_inputs,
-    n_outputs,
+    resolve_likelihood,
 )
 from bnn_shift.inference.posterior import Posterior
 from bnn_shift.models.params import PyTree, partition_params
@@ -42,12 +42,14 @@ def nuts(
     seed: int = 0,
     eval_sets: Mapping[str, np.ndarray] | None = None,
     progress: bool = True,
+    likelihood: str | Likelihood = "categorical",
 ) -> Posterior:
     """NUTS on the full-batch posterior; every post-warmup state is a draw.
 
     Warmup adapts the step size and a diagonal mass matrix (BlackJAX `window_adaptation`, with
     its per-step info filtered down to scalars so memory does not grow with the parameters).
     stats: acceptance_rate, diverging, n_steps, energy, each (n_samples, n_chains).
+    likelihood: "categorical", "gaussian" or a `Likelihood`; eval_sets need "categorical".
     """
     if n_warmup < 1 or n_samples < 1 or n_chains < 1:
         raise ValueError(
@@ -57,12 +59,15 @@ def nuts(
     if not 0 < target_acceptance < 1:
         raise ValueError(f"target_acceptance must lie in (0, 1), got {target_acceptance}")
     params, static = partition_params(model)
-    x, y = check_classification_data(x, y, n_classes=n_outputs(model, x))
+    lik = resolve_likelihood(likelihood)
+    if eval_sets and lik != CATEGORICAL:
+        raise ValueError("eval_sets hold class probabilities: use them with a categorical model")
+    x, y = lik.check(model, x, y)
     prior.log_prob(params)
     data = (jnp.asarray(x), jnp.asarray(y))
 
     def logdensity(p):
-        return (jnp.sum(categorical_loglik(p, static, *data)) + prior.log_prob(p)) / temperature
+        return (jnp.sum(lik.loglik(p, static, *data)) + prior.log_prob(p)) / temperature
 
     keep_scalars = get_filter_adapt_info_fn(info_keys={"acceptance_rate", "is_divergent"})
     warmup = blackjax.window_adaptation(
@@ -87,7 +92,7 @@ def nuts(
 
     stats = {k: np.stack([s[k] for s in chain_stats], axis=1) for k in chain_stats[0]}
     all_draws = jax.tree.map(lambda *d: np.concatenate(d), *draws)
-    trace = {"log_likelihood": _trace_loglik(all_draws, static, data, n_samples, n_chains)}
+    trace = {"log_likelihood": _trace_loglik(all_draws, static, data, n_samples, n_chains, lik)}
     post = Posterior(
         static=static,
         draws=all_draws,
@@ -107,6 +112,7 @@ def nuts(
             "seed": seed,
             "n_train": len(x),
             "prior": prior.describe(),
+            "likelihood": lik.describe(),
             "seconds": time.perf_counter() - started,
         },
     )
@@ -144,8 +150,10 @@ def _sampler(logdensity, n_samples: int, max_depth: int):
     return sample
 
 
-def _trace_loglik(draws, static, data, n_samples: int, n_chains: int) -> np.ndarray:
+def _trace_loglik(
+    draws, static, data, n_samples: int, n_chains: int, likelihood: Likelihood
+) -> np.ndarray:
     """Train log-likelihood of every draw, (n_samples, n_chains)."""
-    total = jax.jit(jax.vmap(lambda p: jnp.sum(categorical_loglik(p, static, *data))))
+    total = jax.jit(jax.vmap(lambda p: jnp.sum(likelihood.loglik(p, static, *data))))
     values = np.asarray(total(jax.tree.map(jnp.asarray, draws)))
     return values.reshape(n_chains, n_samples).T

@@ -14,16 +14,15 @@ import numpy as np
 from bnn_shift.inference.chains import ChainRun, run_chains
 from bnn_shift.inference.kernel import build_kernel, default_trajectory_length, n_leapfrog_steps
 from bnn_shift.inference.likelihood import (
-    categorical_loglik,
-    check_classification_data,
+    CATEGORICAL,
+    Likelihood,
     check_inputs,
-    n_outputs,
-    predict_probs,
+    resolve_likelihood,
     with_precision,
 )
 from bnn_shift.inference.posterior import Posterior, empty_draws, stack_draws
 from bnn_shift.inference.sharding import make_mesh, masked, place_chains, place_data, replicate
-from bnn_shift.inference.tuning import check_tuning, tune_step_size
+from bnn_shift.inference.tuning import check_tuning, stable_step_size, tune_step_size
 from bnn_shift.models.params import PyTree, param_paths, partition_params
 from bnn_shift.priors.base import Prior
 
@@ -58,16 +57,19 @@ def hmc(
     target_acceptance: float = 0.8,
     n_tune: int = 50,
     progress: bool = True,
+    likelihood: str | Likelihood = "categorical",
 ) -> Posterior:
-    """Full-batch HMC for a classifier: burn-in without MH, then MH; accepted states are averaged.
+    """Full-batch HMC: burn-in without MH (diverging proposals still refused), then MH; accepted
+    states are averaged.
 
-    model: equinox classifier (one example -> logits); chains start at its parameters
+    model: equinox model (one example -> the likelihood's outputs); chains start at its parameters
         (init="model") or each at its own prior draw (init="prior").
     x (n, ...), y (n,): the whole training set; every leapfrog step sees all of it, split over
         `devices` (default: all) on the batch axis; chains are split over devices too when
         their number shares a factor with the device count.
     step_size: leapfrog step, or "auto": dual averaging to `target_acceptance` over `n_tune`
-        short trajectories from chain 0's start (`tune_step_size`); the result is in attrs.
+        short trajectories from chain 0's start (`tune_step_size`), then halved until a few
+        full-length trajectories do not diverge (`stable_step_size`); the result is in attrs.
     trajectory_length: defaults to (pi/2) * prior.scale * sqrt(T).
     eval_sets: name -> inputs (m, ...) or (inputs, labels): model-average probabilities are
         kept running; labelled sets are also traced per iteration for diagnostics.
@@ -78,11 +80,15 @@ def hmc(
         iteration next to the function-space trace, for weight-space diagnostics.
     precision: matmul precision of the leapfrog gradients ("float32", "tensorfloat32",
         "bfloat16"); the accept test always uses float32, so the chain targets the same posterior.
+    likelihood: "categorical" (classifier logits), "gaussian" or a `Likelihood` such as
+        gaussian_likelihood(noise_std) for regression; eval-set predictions are then means, and
+        labelled eval sets (traced as accuracies) need "categorical".
     Interrupting (Ctrl-C) returns the posterior drawn so far.
     """
     _check_settings(n_iterations, n_burnin, temperature, n_chains, thin, init)
     params, static = partition_params(model)
-    x, y = check_classification_data(x, y, n_classes=n_outputs(model, x))
+    lik = resolve_likelihood(likelihood)
+    x, y = lik.check(model, x, y)
     tau = (
         default_trajectory_length(prior, temperature)
         if trajectory_length is None
@@ -90,11 +96,11 @@ def hmc(
     )
     prior.log_prob(params)  # fails early, with the prior's message, if rules do not fit the model
 
-    fast = with_precision(categorical_loglik, precision)
+    fast = with_precision(lik.loglik, precision)
 
     def make_kernel(step_size: float, n_steps: int):
         return build_kernel(
-            lambda p, data: masked(categorical_loglik(p, static, data[0], data[1]), data[2]),
+            lambda p, data: masked(lik.loglik(p, static, data[0], data[1]), data[2]),
             prior,
             params,
             step_size=step_size,
@@ -118,7 +124,7 @@ def hmc(
     state = jax.jit(jax.vmap(kernel.init, in_axes=(0, None)))(positions, data)
     evals = {
         name: (replicate(xe, mesh), ye)
-        for name, (xe, ye) in _check_eval_sets(eval_sets, x.shape[1:]).items()
+        for name, (xe, ye) in _check_eval_sets(eval_sets, x.shape[1:], lik).items()
     }
     settings = {
         "step_size": step_size,
@@ -130,13 +136,14 @@ def hmc(
         "thin": thin,
         "precision": precision,
         "prior": prior.describe(),
+        "likelihood": lik.describe(),
     } | tuning
     started = time.perf_counter()
     run = run_chains(
         kernel,
         state,
         data,
-        predict=partial(_predict, static=static),
+        predict=partial(_predict, static=static, likelihood=lik),
         eval_sets=evals,
         n_iterations=n_iterations,
         n_burnin=n_burnin,
@@ -161,25 +168,37 @@ def hmc(
 
 
 def _auto_step_size(make_kernel, positions, data, tau, seed, n_tune, target, max_steps):
-    """Dual-averaged step size from chain 0's start, and the attrs that record how."""
+    """Dual-averaged step size from chain 0's start, checked (and halved where needed) on
+    trajectories of the real length; and the attrs that record how."""
     initial = tau / 100
     check_tuning(n_tune, target, initial)
     tuner = make_kernel(initial, min(TUNE_N_STEPS, max_steps))
     start = jax.tree.map(lambda a: a[0], positions)
-    key = jax.random.fold_in(jax.random.key(seed), TUNE_STREAM)
+    start_state = jax.jit(tuner.init)(start, data)
+    key_tune, key_check = jax.random.split(jax.random.fold_in(jax.random.key(seed), TUNE_STREAM))
     found = tune_step_size(
         tuner,
-        jax.jit(tuner.init)(start, data),
+        start_state,
         data,
-        key,
+        key_tune,
         initial_step_size=initial,
         n_tune=n_tune,
         target_acceptance=target,
     )
-    return found.step_size, {
+    checked = stable_step_size(
+        lambda h: make_kernel(h, n_leapfrog_steps(tau, h, max_steps)),
+        start_state,
+        data,
+        key_check,
+        step_size=found.step_size,
+        target_acceptance=target,
+    )
+    return checked.step_size, {
         "step_size_tuning": f"dual averaging to acceptance {target} over {n_tune} "
-        f"trajectories of {TUNE_N_STEPS} leapfrogs",
+        f"trajectories of {TUNE_N_STEPS} leapfrogs, then halved {checked.n_halvings} times "
+        "until full-length trajectories did not diverge",
         "tuning_acceptance_rate": float(found.acceptance_rate[n_tune // 2 :].mean()),
+        "check_acceptance_rate": checked.acceptance_rate,
     }
 
 
@@ -191,8 +210,8 @@ def _leaf_indices(params: PyTree, names: Sequence[str]) -> dict[str, int]:
     return {name: paths.index(name) for name in names}
 
 
-def _predict(params: PyTree, x: jax.Array, static: PyTree) -> jax.Array:
-    return predict_probs(params, static, x)
+def _predict(params: PyTree, x: jax.Array, static: PyTree, likelihood: Likelihood) -> jax.Array:
+    return likelihood.predict(params, static, x)
 
 
 def _posterior(run: ChainRun, params: PyTree, static: PyTree, attrs: dict) -> Posterior:
@@ -243,10 +262,14 @@ def _check_settings(n_iterations, n_burnin, temperature, n_chains, thin, init) -
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
 
 
-def _check_eval_sets(eval_sets, feature_shape) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+def _check_eval_sets(
+    eval_sets, feature_shape, likelihood: Likelihood = CATEGORICAL
+) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     out = {}
     for name, value in (eval_sets or {}).items():
         xe, ye = value if isinstance(value, tuple) else (value, None)
+        if ye is not None and likelihood != CATEGORICAL:
+            raise ValueError(f"eval set {name!r} has labels, which only a categorical model uses")
         out[name] = (check_inputs(name, xe, feature_shape), None if ye is None else np.asarray(ye))
         if ye is not None and len(out[name][1]) != len(out[name][0]):
             raise ValueError(f"eval set {name!r} has {len(xe)} inputs but {len(ye)} labels")

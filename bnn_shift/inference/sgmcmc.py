@@ -14,7 +14,7 @@ from blackjax.sgmcmc.diffusions import overdamped_langevin
 from blackjax.util import generate_gaussian_noise
 from tqdm.auto import tqdm
 
-from bnn_shift.inference.likelihood import categorical_loglik
+from bnn_shift.inference.likelihood import Likelihood, resolve_likelihood
 from bnn_shift.inference.map import check_training_inputs
 from bnn_shift.inference.posterior import Posterior, stack_draws
 from bnn_shift.models.params import PyTree, partition_params
@@ -127,6 +127,7 @@ def sgld(
     temperature: float = 1.0,
     seed: int = 0,
     progress: bool = True,
+    likelihood: str | Likelihood = "categorical",
 ) -> Posterior:
     """SG-MCMC from the model's parameters towards exp((log lik + log prior) / T).
 
@@ -143,7 +144,8 @@ def sgld(
     rate at each epoch's last step; attrs["draw_epochs"] says when each draw was taken.
     """
     params, static = partition_params(model)
-    x, y, batch = check_training_inputs(model, prior, x, y, batch_size, max(n_epochs, 1))
+    lik = resolve_likelihood(likelihood)
+    x, y, batch = check_training_inputs(model, prior, x, y, batch_size, max(n_epochs, 1), lik)
     n = len(x)
     kept = _check_settings(
         learning_rate,
@@ -160,7 +162,7 @@ def sgld(
     noisy = sampling_epochs(n_epochs, cycles, explore_fraction).astype(np.float32)
 
     def loss_fn(p, xb, yb):
-        loglik = jnp.sum(categorical_loglik(p, static, xb, yb)) * (n / xb.shape[0])
+        loglik = jnp.sum(lik.loglik(p, static, xb, yb)) * (n / xb.shape[0])
         return -(loglik + prior.log_prob(p)) / n
 
     @jax.jit
@@ -214,6 +216,7 @@ def sgld(
         "seed": seed,
         "n_train": n,
         "prior": prior.describe(),
+        "likelihood": lik.describe(),
         "draw_epochs": kept.tolist(),
         "seconds": time.perf_counter() - started,
     }

@@ -6,12 +6,16 @@ the rule Stan and BlackJAX's window adaptation use) driven by our own kernel, so
 is the one the float32-safe accept test of the real run sees. Trajectories during tuning are
 short (`n_steps` leapfrogs): for a stable integrator the energy error oscillates rather than
 grows along a trajectory, so acceptance depends on the step size far more than on the length,
-and tuning costs a small fraction of one long trajectory per iteration.
+and tuning costs a small fraction of one long trajectory per iteration. That argument fails
+for an integrator that is unstable only over long horizons (a start far from the bulk), so
+`stable_step_size` then runs a few trajectories of the real length and halves the step until
+none diverges and their acceptance is near the target.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -20,6 +24,8 @@ import numpy as np
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 
 from bnn_shift.inference.kernel import Data, HMCKernel, HMCState
+
+MakeKernel = Callable[[float], HMCKernel]  # step size -> kernel with the real trajectory length
 
 
 class StepSizeTuning(NamedTuple):
@@ -73,3 +79,50 @@ def tune_step_size(
 
     final, sizes, rates = run(state, key)
     return StepSizeTuning(float(final), np.asarray(sizes), np.asarray(rates))
+
+
+class StabilityCheck(NamedTuple):
+    step_size: float  # the largest step tried that passed (or the last one tried)
+    n_halvings: int  # how often the tuned step was halved
+    acceptance_rate: float  # mean acceptance of the passing step's check trajectories
+
+
+def stable_step_size(
+    make_kernel: MakeKernel,
+    state: HMCState,
+    data: Data,
+    key: jax.Array,
+    *,
+    step_size: float,
+    target_acceptance: float,
+    n_trajectories: int = 3,
+    max_halvings: int = 6,
+) -> StabilityCheck:
+    """Halve `step_size` until `n_trajectories` full-length trajectories from `state` (with MH
+    moves) show no divergence and a mean acceptance of at least half the target."""
+    rate = 0.0
+    for halvings in range(max_halvings + 1):
+        kernel = make_kernel(step_size)
+        rates, diverged = _check_trajectories(kernel, state, data, key, n_trajectories)
+        rate = float(rates.mean())
+        if not diverged and rate >= target_acceptance / 2:
+            return StabilityCheck(step_size, halvings, rate)
+        if halvings < max_halvings:
+            step_size /= 2
+    return StabilityCheck(step_size, max_halvings, rate)
+
+
+def _check_trajectories(
+    kernel: HMCKernel, state: HMCState, data: Data, key: jax.Array, n: int
+) -> tuple[np.ndarray, bool]:
+    """Acceptance rates (n,) of n MH-corrected trajectories from `state`, and any divergence."""
+
+    def one(state: HMCState, key: jax.Array):
+        state, info = kernel.step(key, state, data, jnp.asarray(True))
+        rate = jnp.where(info.diverging, 0.0, info.acceptance_rate)
+        return state, (rate, info.diverging)
+
+    _, (rates, diverging) = jax.jit(lambda s, k: jax.lax.scan(one, s, jax.random.split(k, n)))(
+        state, key
+    )
+    return np.asarray(rates), bool(np.any(diverging))

@@ -13,7 +13,7 @@ import optax
 from blackjax.util import generate_gaussian_noise
 from tqdm.auto import tqdm
 
-from bnn_shift.inference.likelihood import categorical_loglik
+from bnn_shift.inference.likelihood import Likelihood, resolve_likelihood
 from bnn_shift.inference.map import check_training_inputs, make_optimizer
 from bnn_shift.inference.posterior import Posterior
 from bnn_shift.models.params import PyTree, partition_params
@@ -63,6 +63,7 @@ def mfvi(
     init_std: float = 1e-3,
     seed: int = 0,
     progress: bool = True,
+    likelihood: str | Likelihood = "categorical",
 ) -> Posterior:
     """Fit q = N(mu, diag sigma^2) over all parameters by maximising the ELBO
     E_q[log lik] + E_q[log prior] + H[q]; -> a Posterior of n_samples_predict draws from q.
@@ -75,7 +76,8 @@ def mfvi(
     over the n_samples_predict draws on the full data set.
     """
     params, static = partition_params(model)
-    x, y, batch = check_training_inputs(model, prior, x, y, batch_size, n_epochs)
+    lik = resolve_likelihood(likelihood)
+    x, y, batch = check_training_inputs(model, prior, x, y, batch_size, n_epochs, lik)
     n = len(x)
     if n_samples_predict < 1:
         raise ValueError(f"n_samples_predict must be >= 1, got {n_samples_predict}")
@@ -86,7 +88,7 @@ def mfvi(
 
     def loss_fn(q: MeanField, key, xb, yb):
         theta = q.sample(key)
-        loglik = jnp.sum(categorical_loglik(theta, static, xb, yb)) * (n / xb.shape[0])
+        loglik = jnp.sum(lik.loglik(theta, static, xb, yb)) * (n / xb.shape[0])
         return -(loglik + prior.log_prob(theta) + q.entropy()) / n
 
     @jax.jit
@@ -118,7 +120,7 @@ def mfvi(
                 f"MFVI loss became {losses[-1]} at epoch {e + 1}; lower the learning rate"
             )
     draws, elbo = _draws_and_elbo(
-        q, jax.random.fold_in(key, SAMPLE_STREAM), n_samples_predict, static, prior, x, y
+        q, jax.random.fold_in(key, SAMPLE_STREAM), n_samples_predict, static, prior, x, y, lik
     )
     attrs = {
         "method": "mfvi",
@@ -131,6 +133,7 @@ def mfvi(
         "seed": seed,
         "n_train": n,
         "prior": prior.describe(),
+        "likelihood": lik.describe(),
         "elbo": elbo,
         "seconds": time.perf_counter() - started,
     }
@@ -143,7 +146,14 @@ def mfvi(
 
 
 def _draws_and_elbo(
-    q: MeanField, key: jax.Array, n_draws: int, static: PyTree, prior: Prior, x, y
+    q: MeanField,
+    key: jax.Array,
+    n_draws: int,
+    static: PyTree,
+    prior: Prior,
+    x,
+    y,
+    likelihood: Likelihood,
 ) -> tuple[PyTree, float]:
     """n_draws draws from q (leading axis) and the Monte Carlo ELBO over them, the full-data
     log-likelihood summed in chunks."""
@@ -155,9 +165,7 @@ def _draws_and_elbo(
 
     @jax.jit
     def chunk_loglik(draws, xb, yb):  # -> scalar: mean over draws of the chunk's log lik
-        return jnp.mean(
-            jax.lax.map(lambda p: jnp.sum(categorical_loglik(p, static, xb, yb)), draws)
-        )
+        return jnp.mean(jax.lax.map(lambda p: jnp.sum(likelihood.loglik(p, static, xb, yb)), draws))
 
     draws, elbo = draw(q, key)
     for i in range(0, len(x), CHUNK):

@@ -12,7 +12,7 @@ import pytest
 from bnn_shift.data import load_digits
 from bnn_shift.inference import hmc
 from bnn_shift.inference.kernel import build_kernel
-from bnn_shift.inference.tuning import tune_step_size
+from bnn_shift.inference.tuning import stable_step_size, tune_step_size
 from bnn_shift.models import MLP
 from bnn_shift.priors import Gaussian
 
@@ -78,6 +78,47 @@ def test_lower_target_gives_larger_step():
     assert tune(0.6) > tune(0.95)
 
 
+# With the prior metric (M^-1 = 0.5^2) the stiffest direction (precision 1e3) oscillates at
+# omega = sqrt(1e3) * 0.5 ~ 15.8, and leapfrog is unstable for h > 2 / omega ~ 0.126.
+STABILITY_LIMIT = 2 / (math.sqrt(1e3) * 0.5)
+TAU = 2.0
+
+
+def _full_length_kernel(step_size: float):
+    return _gaussian_kernel(step_size, math.ceil(TAU / step_size))[0]
+
+
+def test_burn_in_refuses_a_diverging_proposal():
+    kernel, state = _gaussian_kernel(0.3, 4)  # 2.4x the stability limit: a finite blow-up
+    new, info = kernel.step(jax.random.key(0), state, DATA, jnp.asarray(False))
+    assert bool(info.diverging) and not bool(info.accepted) and not bool(info.mh)
+    np.testing.assert_array_equal(new.position["w"], state.position["w"])
+
+
+def _checked(step_size: float):
+    _, state = _gaussian_kernel(0.01, 1)
+    return stable_step_size(
+        _full_length_kernel,
+        state,
+        DATA,
+        jax.random.key(1),
+        step_size=step_size,
+        target_acceptance=0.8,
+    )
+
+
+def test_unstable_step_is_halved_below_the_stability_limit():
+    checked = _checked(0.5)
+    assert checked.step_size < STABILITY_LIMIT
+    assert checked.step_size == 0.5 / 2**checked.n_halvings and checked.n_halvings >= 2
+    assert checked.acceptance_rate >= 0.4
+
+
+def test_stable_step_is_kept():
+    checked = _checked(0.02)
+    assert checked.step_size == 0.02 and checked.n_halvings == 0
+
+
 @pytest.fixture(scope="module")
 def digits():
     return load_digits().subset(200, 50, seed=0)
@@ -105,6 +146,8 @@ def test_hmc_auto_step_size_is_recorded_and_sets_leapfrog_count(digits):
     assert 0 < h < 0.2
     assert run.attrs["n_leapfrog_steps"] == math.ceil(0.2 / h - 1e-9)
     assert "dual averaging" in run.attrs["step_size_tuning"]
+    assert "halved" in run.attrs["step_size_tuning"]
+    assert 0 <= run.attrs["check_acceptance_rate"] <= 1
     assert 0 <= run.attrs["tuning_acceptance_rate"] <= 1
     assert np.all(run.stats["step_size"] == np.float32(h))
 

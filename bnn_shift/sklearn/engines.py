@@ -1,0 +1,164 @@
+"""The estimators' `inference=` names, each mapped onto one bnn_shift.inference engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import jax
+import numpy as np
+
+from bnn_shift.inference import deep_ensemble, hmc, map_fit, mfvi, nuts, sgld
+from bnn_shift.inference.likelihood import Likelihood
+from bnn_shift.inference.posterior import Posterior
+from bnn_shift.models.params import PyTree
+from bnn_shift.priors.base import Prior
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The estimator's engine settings, as given to its constructor."""
+
+    step_size: float | str
+    n_iterations: int
+    n_burnin: int
+    trajectory_length: float | None
+    n_chains: int
+    epochs: int
+    learning_rate: float
+    batch_size: int | None
+    n_members: int
+    temperature: float
+    init: str
+    progress: bool
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What to fit: a model, its prior and likelihood, the data and the seed."""
+
+    model: PyTree
+    make_model: Callable[[jax.Array], PyTree]  # key -> a fresh model (ensemble members)
+    prior: Prior
+    likelihood: Likelihood
+    x: np.ndarray  # (n, d) float32
+    y: np.ndarray  # (n,) int labels or (n,) / (n, k) float targets
+    seed: int
+
+
+def _batch(s: Settings, n: int) -> int | None:
+    """Full batch by default; a batch_size above the data size (a small CV fold) is clipped."""
+    return None if s.batch_size is None else min(int(s.batch_size), n)
+
+
+INITS = ("map", "random")
+
+
+def _start(p: Problem, s: Settings) -> Problem:
+    """The samplers' starting point: a MAP fit (init="map") or the random initialisation."""
+    if s.init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {s.init!r}")
+    if s.init == "random":
+        return p
+    return replace(p, model=_map(p, s).draw(0))
+
+
+def _run(engine: Callable[..., Posterior], p: Problem, s: Settings, **settings) -> Posterior:
+    """`engine` on the problem's model, prior, data, likelihood and seed."""
+    return engine(
+        p.model,
+        p.prior,
+        p.x,
+        p.y,
+        seed=p.seed,
+        progress=s.progress,
+        likelihood=p.likelihood,
+        **settings,
+    )
+
+
+def _hmc(p: Problem, s: Settings) -> Posterior:
+    return _run(
+        hmc,
+        _start(p, s),
+        s,
+        step_size=s.step_size,
+        n_iterations=s.n_iterations,
+        n_burnin=s.n_burnin,
+        trajectory_length=s.trajectory_length,
+        temperature=s.temperature,
+        n_chains=s.n_chains,
+    )
+
+
+def _nuts(p: Problem, s: Settings) -> Posterior:
+    if s.n_burnin < 1 or s.n_iterations <= s.n_burnin:
+        raise ValueError(
+            f"NUTS warms up for n_burnin >= 1 iterations and keeps the rest, so it needs "
+            f"1 <= n_burnin < n_iterations; got n_burnin={s.n_burnin}, "
+            f"n_iterations={s.n_iterations}"
+        )
+    return _run(
+        nuts,
+        _start(p, s),
+        s,
+        n_warmup=s.n_burnin,
+        n_samples=s.n_iterations - s.n_burnin,
+        n_chains=s.n_chains,
+        temperature=s.temperature,
+    )
+
+
+def _epochs(s: Settings, n: int) -> dict:
+    """The settings every epoch-based engine takes."""
+    return {"n_epochs": s.epochs, "batch_size": _batch(s, n), "learning_rate": s.learning_rate}
+
+
+def _map(p: Problem, s: Settings) -> Posterior:
+    return _run(map_fit, p, s, **_epochs(s, len(p.x)))
+
+
+def _ensemble(p: Problem, s: Settings) -> Posterior:
+    return _run(
+        deep_ensemble, p, s, n_members=s.n_members, init_fn=p.make_model, **_epochs(s, len(p.x))
+    )
+
+
+def _sgld(p: Problem, s: Settings) -> Posterior:
+    return _run(
+        sgld,
+        _start(p, s),
+        s,
+        n_burnin_epochs=s.epochs // 2,
+        temperature=s.temperature,
+        **_epochs(s, len(p.x)),
+    )
+
+
+def _vi(p: Problem, s: Settings) -> Posterior:
+    return _run(mfvi, p, s, **_epochs(s, len(p.x)))
+
+
+ENGINES: dict[str, Callable[[Problem, Settings], Posterior]] = {
+    "hmc": _hmc,
+    "nuts": _nuts,
+    "map": _map,
+    "ensemble": _ensemble,
+    "sgld": _sgld,
+    "vi": _vi,
+}
+ENGINES_DOC = {
+    "hmc": "full-batch HMC: n_iterations (n_burnin without MH), step_size, trajectory_length",
+    "nuts": "NUTS: n_burnin warm-up steps, then n_iterations - n_burnin draws",
+    "map": "MAP point estimate: epochs of Adam at learning_rate",
+    "ensemble": "n_members MAP fits from different initialisations",
+    "sgld": "SGLD: epochs at learning_rate, draws from the second half",
+    "vi": "mean-field Gaussian VI: epochs of Adam at learning_rate",
+}
+
+
+def fit_posterior(inference: str, problem: Problem, settings: Settings) -> Posterior:
+    """Run the engine named `inference` on `problem`."""
+    if inference not in ENGINES:
+        raise ValueError(f"unknown inference {inference!r}; choose from {', '.join(ENGINES)}")
+    return ENGINES[inference](problem, settings)
