@@ -77,6 +77,13 @@ class Posterior:
 
     def predict_proba(self, x, batch_size: int = 4096) -> np.ndarray:  # (n, k)
         """Model-average class probabilities: the mean over draws of softmax(model(x))."""
+        likelihood = self.attrs.get("likelihood", "categorical")
+        if likelihood != "categorical":
+            raise ValueError(
+                f"class probabilities need a categorical likelihood; this posterior was fitted "
+                f"with {likelihood} (use posterior.draw(i) for each draw's outputs, or "
+                "bnn_shift.sklearn.BNNRegressor for predictive means and stds)"
+            )
         if self.n_draws == 0:
             raise ValueError(
                 "this posterior has no draws (every proposal was rejected?); lower the step size"

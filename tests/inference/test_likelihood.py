@@ -122,6 +122,8 @@ def test_map_fit_with_gaussian_likelihood_is_ridge_regression(linear_data):
     # Adam's cosine-decayed steps end far inside the posterior's width (sqrt of cov's diagonal)
     np.testing.assert_allclose(flat(post.draws)[0], mean, atol=0.01 * np.sqrt(cov.diagonal()).min())
     assert post.attrs["likelihood"] == "gaussian(noise_std=0.5)"
+    with pytest.raises(ValueError, match="class probabilities need a categorical likelihood"):
+        post.predict_proba(x)
 
 
 def test_hmc_with_gaussian_likelihood_samples_the_conjugate_posterior(linear_data):
