@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from bnn_shift.commands._config import read_config, write_config
 
-COMMANDS = ("bound", "compare_priors", "corrupt", "diagnose", "evaluate")
+COMMANDS = ("bound", "compare_priors", "corrupt", "diagnose", "evaluate", "forecast", "icl", "lm")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,7 +34,7 @@ def _execute(nb, cwd: Path) -> None:
 
 def test_there_are_notebooks():
     names = {p.stem for p in NOTEBOOKS}
-    expected = {"01_quickstart", "02_priors_under_shift"}
+    expected = {"01_quickstart", "02_priors_under_shift", "03_structured_attention"}
     assert expected | {"04_compression_bounds", "05_diagnostics"} <= names
 
 

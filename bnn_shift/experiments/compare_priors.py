@@ -12,15 +12,17 @@ import jax
 import numpy as np
 import pandas as pd
 
+from bnn_shift.attention import LayerNorm
 from bnn_shift.data import DataNotFoundError, Dataset, load_dataset
 from bnn_shift.experiments.prior_zoo import PRIORS, FirstLayer, make_prior
-from bnn_shift.inference import Posterior, hmc, map_fit
-from bnn_shift.models import MLP, LeNet5
+from bnn_shift.inference import Posterior, default_trajectory_length, hmc, map_fit
+from bnn_shift.models import MLP, AttentionClassifier, LeNet5
 from bnn_shift.models.params import PyTree
-from bnn_shift.priors import Gaussian
+from bnn_shift.priors import ByPath, Gaussian, Prior, by_path
 from bnn_shift.shift import evaluate, noise_sweep, plot_metric_vs_severity
 
-MODELS = ("mlp", "lenet")
+MODELS = ("mlp", "lenet", "attention")
+GAIN_PRIOR_SCALE = 1.0  # LayerNorm gains start at 1: one prior std from 0 (not ten, as at 0.1)
 
 
 @dataclass
@@ -31,8 +33,16 @@ class ComparePriorsConfig:
     data_dir: str | None = None
     n_train: int | None = 2000  # stratified subset; None = the whole training set
     n_test: int | None = 2000
-    model: str = "mlp"  # "mlp" (hidden widths below) or "lenet" (LeNet-5)
+    model: str = "mlp"  # "mlp" (hidden widths below), "lenet" (LeNet-5) or "attention"
     hidden: tuple[int, ...] = (256, 256)
+    # model="attention": AttentionClassifier (patch embedding, transformer blocks, mean pool)
+    patch_size: int = 7
+    attention_width: int = 32
+    attention_heads: int = 4
+    attention_depth: int = 1
+    scorer: str = "standard"  # standard, dense, btt, bilinear_mlr (default options)
+    structure: str = "full"  # full or mlr (ranks: half the head dim, then halving)
+    gain_prior_scale: float = GAIN_PRIOR_SCALE  # attention: N(0, s^2) on the LayerNorm gains
     priors: tuple[str, ...] = ("gaussian", "empcov")  # one HMC run per prior (see prior_zoo)
     include_map: bool = True  # also fit MAP with the Gaussian prior
     prior_scale: float = 0.1  # sigma of the Gaussian prior; the others are matched to it
@@ -123,9 +133,47 @@ def build_model(config: ComparePriorsConfig, data: Dataset) -> tuple[PyTree, Fir
         model = MLP(data.n_features, config.hidden, data.n_classes, key=key)
         return model, FirstLayer("layers.0.weight", "dense")
     height, _, channels = data.image_shape
-    model = LeNet5(channels, data.n_classes, image_size=height, key=key)
+    if config.model == "attention":
+        model = attention_classifier(config, channels, data.n_classes, height, key)
+        path = "patch_embed.weight"
+    else:
+        model = LeNet5(channels, data.n_classes, image_size=height, key=key)
+        path = "conv1.weight"
     spec = model.first_layer_patch_spec()
-    return model, FirstLayer("conv1.weight", "conv", spec.kernel_size, spec.padding, spec.stride)
+    return model, FirstLayer(path, "conv", spec.kernel_size, spec.padding, spec.stride)
+
+
+def attention_classifier(
+    config: ComparePriorsConfig, channels: int, n_classes: int, image_size: int, key: jax.Array
+) -> AttentionClassifier:
+    """The configured attention classifier; bilinear MLR and sequence MLR get level ranks of
+    half the head dim, then halving (e.g. 4|2|1|1 at head dim 8)."""
+    head_dim = config.attention_width // config.attention_heads
+    ranks = level_ranks(head_dim)
+    scorer_options = {"ranks": ranks} if config.scorer == "bilinear_mlr" else {}
+    structure_options = {"ranks": ranks} if config.structure == "mlr" else {}
+    return AttentionClassifier(
+        channels,
+        n_classes,
+        image_size=image_size,
+        patch_size=config.patch_size,
+        d_model=config.attention_width,
+        n_heads=config.attention_heads,
+        depth=config.attention_depth,
+        key=key,
+        scorer=config.scorer,
+        structure=config.structure,
+        scorer_options=scorer_options,
+        structure_options=structure_options,
+    )
+
+
+def level_ranks(head_dim: int) -> tuple[int, ...]:
+    """head_dim/2, head_dim/4, ..., down to 1, then the remainder: 8 -> (4, 2, 1, 1)."""
+    ranks = []
+    while head_dim - sum(ranks) > 1 and head_dim // 2 ** (len(ranks) + 1) >= 1:
+        ranks.append(head_dim // 2 ** (len(ranks) + 1))
+    return (*ranks, head_dim - sum(ranks))
 
 
 def fit_method(
@@ -136,10 +184,21 @@ def fit_method(
 ) -> Posterior:
     """Fit "map" or "hmc-<prior>" from the same initial network."""
     model, first = build_model(config, data)
+    trajectory_length = config.trajectory_length
+    if method == "map":
+        prior = Gaussian(config.prior_scale)
+    else:
+        prior = make_prior(
+            method.removeprefix("hmc-"), first, data.x_train, config.prior_scale, config.empcov_eps
+        )
+    if config.model == "attention":
+        # the gain rule must not stretch the default trajectory, (pi/2) * the weights' scale
+        trajectory_length = trajectory_length or default_trajectory_length(prior)
+        prior = with_gain_prior(prior, config.gain_prior_scale)
     if method == "map":
         return map_fit(
             model,
-            Gaussian(config.prior_scale),
+            prior,
             data.x_train,
             data.y_train,
             n_epochs=config.map_epochs,
@@ -149,9 +208,6 @@ def fit_method(
             seed=config.seed,
             progress=progress,
         )
-    prior = make_prior(
-        method.removeprefix("hmc-"), first, data.x_train, config.prior_scale, config.empcov_eps
-    )
     return hmc(
         model,
         prior,
@@ -160,13 +216,24 @@ def fit_method(
         step_size=config.step_size,
         n_iterations=config.n_iterations,
         n_burnin=config.n_burnin,
-        trajectory_length=config.trajectory_length,
+        trajectory_length=trajectory_length,
         seed=config.seed,
         n_chains=config.n_chains,
         precision=config.precision,
         eval_sets={"test": (data.x_test, data.y_test)},
         progress=progress,
     )
+
+
+def with_gain_prior(prior: Prior, gain_scale: float = GAIN_PRIOR_SCALE) -> ByPath:
+    """`prior` with every LayerNorm gain under N(0, gain_scale^2) instead.
+
+    The gains of an attention model start at 1. Under the weights' N(0, 0.1^2) each HMC
+    trajectory (a quarter period of that prior) pulls them to ~0.1, the normalised network's
+    output goes flat, and the chain sits at chance with its likelihood gradient gone.
+    """
+    rules = dict(zip(prior.patterns, prior.priors)) if isinstance(prior, ByPath) else {"*": prior}
+    return by_path({**rules, LayerNorm: Gaussian(gain_scale)})
 
 
 def compare_priors(
