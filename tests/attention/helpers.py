@@ -79,6 +79,16 @@ def layer_norm(x, weight=None, eps: float = 1e-5):
     return y if weight is None else y * np.asarray(weight, np.float64)
 
 
+def check_key_norm(scorer, x: np.ndarray) -> np.ndarray:
+    """Scores of a key-normalised bilinear scorer on x (T, D) equal scale * x_t . LN(M x_s);
+    -> the unscaled matrix M (H, D, D) in float64."""
+    m = np.asarray(scorer.matrix(), np.float64) / scorer.scale
+    keys = layer_norm(np.einsum("hij,sj->hsi", m, x), scorer.key_norm.weight)
+    expected = scorer.scale * np.einsum("ti,hsi->hts", x, keys)
+    np.testing.assert_allclose(scorer(x), expected, rtol=1e-4, atol=1e-4)
+    return m
+
+
 def n_params(tree) -> int:
     """Number of float entries of a module or of its `eqx.filter_eval_shape` skeleton."""
 

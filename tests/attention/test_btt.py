@@ -16,7 +16,7 @@ from bnn_shift.attention.core import rms_cap
 
 from .helpers import (
     check_bilinear,
-    layer_norm,
+    check_key_norm,
     matrix_of,
     n_params,
     numerical_rank,
@@ -76,10 +76,7 @@ def test_key_layernorm_acts_on_the_mapped_keys():
     d = 16
     scorer = random_module(BTTScorer, d, 2, seed=2)
     x = tokens((5, d), 3)
-    m = np.asarray(scorer.matrix(), np.float64) / scorer.scale
-    keys = layer_norm(np.einsum("hij,sj->hsi", m, x), scorer.key_norm.weight)
-    expected = scorer.scale * np.einsum("ti,hsi->hts", x, keys)
-    np.testing.assert_allclose(scorer(x), expected, rtol=1e-4, atol=1e-4)
+    check_key_norm(scorer, x)
     assert scorer.scale == pytest.approx(1 / 4)
 
 

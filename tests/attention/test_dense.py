@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bnn_shift.attention.dense import DenseScorer
 
-from .helpers import check_bilinear, layer_norm, numerical_rank, random_module, tokens
+from .helpers import check_bilinear, check_key_norm, numerical_rank, random_module, tokens
 
 
 @settings(max_examples=4, deadline=None)
@@ -21,8 +20,5 @@ def test_key_norm_normalises_the_mapped_keys_and_matrix_is_full_rank():
     d = 6
     scorer = random_module(DenseScorer, d, 2, seed=3)
     x = tokens((4, d), 4)
-    m = np.asarray(scorer.matrix(), np.float64) / scorer.scale
-    keys = layer_norm(np.einsum("hij,sj->hsi", m, x), scorer.key_norm.weight)
-    expected = scorer.scale * np.einsum("ti,hsi->hts", x, keys)
-    np.testing.assert_allclose(scorer(x), expected, rtol=1e-4, atol=1e-4)
+    m = check_key_norm(scorer, x)
     assert numerical_rank(m[0]) == d
