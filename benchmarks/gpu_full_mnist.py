@@ -7,7 +7,7 @@ NVIDIA GPUs may already use TF32), every program is traced, compiled and run und
 
   floor   bare fused velocity Verlet (`lax.fori_loop` of value_and_grad), the baseline;
   ours    one `build_kernel(...).step` / L, the driver's masked per-example log-likelihood;
-  driver  the same step through `chains.build_iteration` (vmap over 1 chain), as `hmc` runs it.
+  driver  the same step through `chains.build_block`, one iteration a call, as `hmc` runs it.
 
 It reports ms/leapfrog, ours/floor, each precision against float32, the relative error of the
 log density and gradient against float32 (what TF32 costs in accuracy), peak device memory, and
@@ -49,7 +49,7 @@ from bnn_shift.models import combine_params, paper_mlp, partition_params
 from bnn_shift.priors import Gaussian
 
 try:  # bnn_shift.inference needs blackjax, which the accelerator image may lack
-    from bnn_shift.inference.chains import build_iteration
+    from bnn_shift.inference.chains import build_block
     from bnn_shift.inference.kernel import build_kernel
     from bnn_shift.inference.likelihood import categorical_loglik
 
@@ -146,11 +146,10 @@ def main() -> None:
                 kernel = build_kernel(loglik_fn, prior, params, step_size=h, n_steps=L)
                 step = jax.jit(kernel.step)
                 state = jax.jit(kernel.init)(params, data)
-                iteration = build_iteration(kernel, predict=lambda p, xe: xe, n_chains=1)
+                iteration = build_block(kernel, lambda p, xe: xe, 1, 1, keep_positions=False)
                 cstate = jax.tree.map(lambda a: a[None], state)
-                ckeys = jax.random.split(key, 1)
                 calls["ours"] = lambda s=step, st=state: s(key, st, data, mh)
-                calls["driver"] = lambda it=iteration, st=cstate, k=ckeys: it(k, st, data, mh, {})
+                calls["driver"] = lambda it=iteration, st=cstate: it(key, 0, st, data, {}, 0)
             times, first = interleaved_times(calls, args.repeats)
         results[precision] = {
             name: {

@@ -9,7 +9,7 @@ once to compile and warm up, then timed in interleaved rounds; the median is rep
             mask, no momentum draw, no accept test) -- the least any HMC can do per step.
   ours      one `build_kernel(...).step` (L steps + end-of-trajectory log-likelihood + termwise
             accept test) / L, with the driver's masked log-likelihood.
-  driver    the same step as the driver runs it: `chains.build_iteration` (vmap over 1 chain).
+  driver    the same step as the driver runs it: `chains.build_block`, one iteration a call.
   blackjax  `blackjax.hmc(..., inverse_mass_matrix=jnp.ones(dim), num_integration_steps=L)`
             step / L; the kernel is built inside the jitted function so data is an argument.
   numpyro   `numpyro.infer.hmc.hmc(potential_fn_gen=..., algo="HMC")`'s `sample_kernel` / L,
@@ -52,7 +52,7 @@ from _common import (
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.hmc import hmc as numpyro_hmc
 
-from bnn_shift.inference.chains import build_iteration
+from bnn_shift.inference.chains import build_block
 from bnn_shift.inference.kernel import build_kernel
 from bnn_shift.inference.likelihood import categorical_loglik
 from bnn_shift.inference.metric import prior_metric
@@ -135,9 +135,9 @@ def main() -> None:
         "numpyro HMC": (np_step, (np_state, data)),
     }
     if not args.no_driver:
-        iteration = build_iteration(kernel, predict=lambda p, xe: xe, n_chains=1)
+        iteration = build_block(kernel, lambda p, xe: xe, 1, 1, keep_positions=False)
         chain_state = jax.tree.map(lambda a: a[None], state)
-        programs[DRIVER] = (iteration, (jax.random.split(key, 1), chain_state, data, mh, {}))
+        programs[DRIVER] = (iteration, (key, 0, chain_state, data, {}, 0))
     if not args.no_empcov:
         empcov = by_path({"layers.0.weight": EmpCov.from_data(x, scale=0.1), "*": prior})
         kernel_e = build_kernel(loglik_fn, empcov, params, step_size=h, n_steps=L)

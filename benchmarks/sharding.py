@@ -5,8 +5,8 @@ XLA_FLAGS=--xla_force_host_platform_device_count=D (default 4), so on a CPU-only
 D host devices. It places the data with the library's own `make_mesh` + `place_data` (the batch
 axis split over the mesh's data axis, padded rows masked) and times one jitted `kernel.step`
 (L leapfrog steps, paper MLP, Gaussian(0.1)) per device count, interleaved, median of repeats.
-A second table runs C chains (default 4) through the driver's `build_iteration` (vmap over
-chains), with the chain axis split over the devices (`make_mesh(C, devices)`) vs on one device.
+A second table runs C chains (default 4) through the driver's `build_block` (one iteration a
+call, vmap over chains), with the chain axis split over the devices (`make_mesh(C, devices)`) vs on one device.
 It also checks that every placement gives the same log density as 1 device.
 
 Fake host devices share the same CPU cores, so on a small machine more devices will not be
@@ -31,7 +31,7 @@ def child(args) -> None:
     import numpy as np
     from _common import describe_machine, interleaved_times, median, mnist_train, print_table
 
-    from bnn_shift.inference.chains import build_iteration
+    from bnn_shift.inference.chains import build_block
     from bnn_shift.inference.kernel import build_kernel
     from bnn_shift.inference.likelihood import categorical_loglik
     from bnn_shift.inference.sharding import make_mesh, masked, place_chains, place_data, replicate
@@ -49,7 +49,7 @@ def child(args) -> None:
     )
     init, step = jax.jit(kernel.init), jax.jit(kernel.step)
     chains_init = jax.jit(jax.vmap(kernel.init, in_axes=(0, None)))
-    iteration = build_iteration(kernel, predict=lambda p, xe: xe, n_chains=args.n_chains)
+    iteration = build_block(kernel, lambda p, xe: xe, args.n_chains, 1, keep_positions=False)
     key, mh = jax.random.key(1), jnp.asarray(True)
     devices = jax.devices()
     counts = sorted({1, *(k for k in (2, 4, 8) if k <= len(devices)), len(devices)})
@@ -67,8 +67,7 @@ def child(args) -> None:
         data = place_data(x, y, mesh)
         q = place_chains(jax.tree.map(lambda a: np.broadcast_to(a, (c, *a.shape)), params), mesh)
         state = chains_init(q, data)
-        keys = jax.random.split(key, c)
-        return lambda: iteration(keys, state, data, mh, {})
+        return lambda: iteration(key, 0, state, data, {}, 0)
 
     for title, build, unit in (
         ("1 chain, data split over the devices", one_chain, "kernel.step"),

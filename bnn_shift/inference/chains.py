@@ -1,19 +1,26 @@
 """The HMC driver loop: chains in lockstep, burn-in, model averaging, checkpoints, progress.
 
-Every iteration is one compiled call (all chains' trajectories, accept tests and eval-set
-predictions); the host accumulates per-chain model averages and stats, streams kept draws to
-disk when a run directory is given, and checkpoints after every iteration so that a killed run
-resumes to exactly the chain an uninterrupted run would have produced.
+One compiled call runs a block of iterations (every chain's trajectory, accept test and eval-set
+predictions, scanned); the host then accumulates per-chain model averages and stats row by row,
+streams kept draws to disk when a run directory is given, and checkpoints after every block, so
+a killed run resumes to exactly the chain an uninterrupted run would have produced. Blocks are
+long for small models (the per-call overhead dominates them) and one iteration for large ones.
+
+Every post-burn-in iteration contributes its state, accepted or not: a Metropolis chain that
+rejects stays where it is, and that state counts again. keep="accepted" averages accepted states
+only, as the covariate-shift paper's code does; that weights each state by its probability of
+being left, which widens the draws (sd ~10% too large at acceptance 0.4).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,13 +34,16 @@ from bnn_shift.inference.checkpoint import (
     save_arrays,
     tree_to_arrays,
 )
-from bnn_shift.inference.kernel import HMCKernel, HMCState
+from bnn_shift.inference.kernel import HMCInfo, HMCKernel, HMCState
 from bnn_shift.inference.sharding import is_writer, like_placed, to_host
 from bnn_shift.models.params import PyTree
 
-STATS = ("accepted", "acceptance_rate", "diverging", "energy", "log_density", "mh")
+STATS = ("accepted", "acceptance_rate", "diverging", "energy", "log_density", "mh", "step_size")
+KEEP_RULES = ("all", "accepted")
 STATE_FILE = "checkpoint.npz"
 DRAWS_DIR = "draws"
+BLOCK_BYTES = 4 * 2**20  # device output of one compiled block: bounds its number of iterations
+MAX_BLOCK = 100  # iterations per compiled call at most (and per checkpoint)
 
 PredictFn = Callable[[PyTree, jax.Array], jax.Array]  # (params, x (m, ...)) -> probs (m, k)
 
@@ -44,52 +54,100 @@ class ChainRun:
 
     stats: dict[str, np.ndarray]
     trace: dict[str, np.ndarray]  # function-space quantities per iteration and chain
-    sums: dict[str, np.ndarray]  # eval name -> (n_chains, m, k) sums over accepted draws
-    counts: np.ndarray  # (n_chains,) accepted post-burn-in draws per chain
+    sums: dict[str, np.ndarray]  # eval name -> (n_chains, m, k) sums over kept states
+    counts: np.ndarray  # (n_chains,) post-burn-in states averaged per chain
     draws: list[tuple[int, PyTree]] = field(default_factory=list)  # (chain, params) kept draws
     streamed: tuple[PyTree, np.ndarray] | None = None  # run_dir: (memory-mapped draws, chains)
     completed: int = 0  # iterations done
 
 
-def iteration_keys(seed: int, iteration: int, n_chains: int) -> jax.Array:
-    """Keys for one iteration: independent of how the run was split by interruptions."""
-    return jax.random.split(jax.random.fold_in(jax.random.key(seed), iteration), n_chains)
+class BlockOutput(NamedTuple):
+    """Per-iteration outputs of one block, leaves (length, n_chains, ...)."""
+
+    info: HMCInfo
+    log_density: jax.Array
+    log_likelihood: jax.Array  # summed over the training set
+    probs: dict[str, jax.Array]  # eval name -> (length, n_chains, m, k)
+    traced: dict[str, jax.Array]  # traced parameter name -> its values
+    positions: PyTree | None  # None unless draws are kept
 
 
-def build_iteration(kernel: HMCKernel, predict: PredictFn, n_chains: int):
-    """One jitted call: every chain's HMC step, then predictions on each eval set."""
+def iteration_keys(seed: int | jax.Array, iteration, n_chains: int) -> jax.Array:
+    """Keys for one iteration (seed: int or a key): independent of how the run was split."""
+    base = jax.random.key(seed) if isinstance(seed, int) else seed
+    return jax.random.split(jax.random.fold_in(base, iteration), n_chains)
 
-    def chains(keys, state: HMCState, data, mh, eval_x):
+
+def iterations_per_call(
+    params: PyTree, n_chains: int, eval_sizes: Mapping[str, int], keep_draws: bool
+) -> int:
+    """Iterations one compiled block runs: as many as fit BLOCK_BYTES of per-iteration output
+    (kept positions and eval-set predictions, eval_sizes: name -> m * k), at most MAX_BLOCK."""
+    floats = sum(eval_sizes.values()) + keep_draws * sum(a.size for a in jax.tree.leaves(params))
+    return int(min(MAX_BLOCK, max(1, BLOCK_BYTES // (4 * n_chains * max(floats, 1)))))
+
+
+def build_block(
+    kernel: HMCKernel,
+    predict: PredictFn,
+    n_chains: int,
+    length: int,
+    *,
+    keep_positions: bool = True,
+    traced_leaves: Mapping[str, int] | None = None,
+):
+    """A jitted (key, start, state, data, eval_x, n_burnin) -> (state, BlockOutput) running
+    iterations start .. start + length - 1 of every chain; iteration i uses
+    iteration_keys(key, i) and the MH test from i >= n_burnin on."""
+    traced_leaves = dict(traced_leaves or {})
+
+    def chains_step(keys, state, data, mh, eval_x):
         state, info = jax.vmap(kernel.step, in_axes=(0, 0, None, None))(keys, state, data, mh)
         probs = {
-            name: jax.vmap(predict, in_axes=(0, None))(state.position, x)
-            for name, x in eval_x.items()
+            n: jax.vmap(predict, in_axes=(0, None))(state.position, x) for n, x in eval_x.items()
         }
         return state, info, probs
 
     # vmap over a chain axis of size 1 turns convolutions into grouped ones (several times
     # slower on CPUs) and adds transposes, so a single chain runs unbatched.
-    def single(keys, state: HMCState, data, mh, eval_x):
+    def single_step(keys, state, data, mh, eval_x):
         squeeze = partial(jax.tree.map, lambda a: a[0])
         expand = partial(jax.tree.map, lambda a: a[None])
         state, info = kernel.step(keys[0], squeeze(state), data, mh)
-        probs = {name: predict(state.position, x)[None] for name, x in eval_x.items()}
+        probs = {n: predict(state.position, x)[None] for n, x in eval_x.items()}
         return expand(state), expand(info), probs
 
-    return jax.jit(single if n_chains == 1 else chains)
+    step = single_step if n_chains == 1 else chains_step
+
+    def block(key, start, state: HMCState, data, eval_x, n_burnin):
+        def one(state, i):
+            state, info, probs = step(
+                iteration_keys(key, i, n_chains), state, data, i >= n_burnin, eval_x
+            )
+            leaves = jax.tree.leaves(state.position)
+            out = BlockOutput(
+                info=info,
+                log_density=state.logdensity,
+                log_likelihood=jnp.sum(state.loglik, axis=-1),
+                probs=probs,
+                traced={name: leaves[j] for name, j in traced_leaves.items()},
+                positions=state.position if keep_positions else None,
+            )
+            return state, out
+
+        return jax.lax.scan(one, state, start + jnp.arange(length))
+
+    return jax.jit(block)
 
 
 def function_space_trace(
-    state: HMCState,
+    log_likelihood: np.ndarray,
     probs: Mapping[str, np.ndarray],
     eval_y: Mapping[str, np.ndarray | None],
-    traced_leaves: Mapping[str, int],
 ) -> dict[str, np.ndarray]:
-    """Per-chain quantities to diagnose mixing: train log-likelihood; for labelled eval sets,
-    their mean log predictive and accuracy; and the chosen parameters (name -> leaf index)."""
-    out = {"log_likelihood": to_host(jnp.sum(state.loglik, axis=-1))}
-    leaves = jax.tree.leaves(state.position)
-    out |= {name: to_host(leaves[i]) for name, i in traced_leaves.items()}
+    """Per-chain quantities to diagnose mixing: train log-likelihood (n_chains,); for labelled
+    eval sets (probs (n_chains, m, k)), their mean log predictive and accuracy."""
+    out = {"log_likelihood": log_likelihood}
     for name, p in probs.items():
         y = eval_y.get(name)
         if y is not None:
@@ -118,22 +176,35 @@ def run_chains(
     n_burnin: int,
     seed: int,
     thin: int = 1,
+    keep: str = "all",
     keep_draws: bool = True,
     run_dir: Path | None = None,
     fingerprint: dict[str, Any] | None = None,
     traced_leaves: Mapping[str, int] | None = None,
     progress: bool = True,
+    block_length: int | None = None,
 ) -> ChainRun:
     """Run chains (state leaves have a leading chain axis) for n_iterations, resuming from
-    run_dir's checkpoint when there is one. Interrupting returns what was done so far."""
+    run_dir's checkpoint when there is one. Interrupting returns what was done so far.
+
+    keep: "all" post-burn-in states (the Markov chain) or only "accepted" ones (biased; the
+    paper's code). block_length: iterations per compiled call and checkpoint (default: as many
+    as `iterations_per_call` allows); the chain does not depend on it.
+    """
+    if keep not in KEEP_RULES:
+        raise ValueError(f"keep must be one of {KEEP_RULES}, got {keep!r}")
     n_chains = int(state.logdensity.shape[0])
     eval_x = {name: x for name, (x, _) in eval_sets.items()}
     eval_y = {name: y for name, (_, y) in eval_sets.items()}
-    step = build_iteration(kernel, predict, n_chains)
+    if block_length is None:
+        sizes = {n: _prediction_size(predict, state.position, x) for n, x in eval_x.items()}
+        block_length = iterations_per_call(state.position, n_chains, sizes, keep_draws)
+    blocks: dict[int, Callable] = {}
     record = ChainRun(stats={}, trace={}, sums={}, counts=np.zeros(n_chains, np.int64))
     stats_rows: list[dict[str, np.ndarray]] = []
     trace_rows: list[dict[str, np.ndarray]] = []
     fingerprint = dict(fingerprint or {}, n_chains=n_chains, seed=seed, n_burnin=n_burnin)
+    fingerprint |= {"keep": keep} if keep != "all" else {}
 
     if run_dir is not None and (Path(run_dir) / STATE_FILE).exists():
         state, record, stats_rows, trace_rows = _resume(
@@ -142,29 +213,32 @@ def run_chains(
     bar = tqdm(
         total=n_iterations, initial=record.completed, desc="HMC", disable=not progress, unit="it"
     )
+    key = jax.random.key(seed)
     try:
-        for i in range(record.completed, n_iterations):
-            keys = iteration_keys(seed, i, n_chains)
-            mh = jnp.asarray(i >= n_burnin)
-            state, info, probs = step(keys, state, data, mh, eval_x)
-            host_info = to_host(info)
-            probs = {k: v.astype(np.float64) for k, v in to_host(probs).items()}
-            stats_rows.append(
-                {k: getattr(host_info, k) for k in STATS if k != "log_density"}
-                | {"log_density": to_host(state.logdensity)}
-            )
-            trace_rows.append(function_space_trace(state, probs, eval_y, traced_leaves or {}))
-            kept = host_info.accepted & (i >= n_burnin)
-            for name, p in probs.items():
-                record.sums.setdefault(name, np.zeros_like(p))
-                record.sums[name] += kept[:, None, None] * p
-            record.counts += kept
-            if keep_draws and (i - n_burnin) % thin == 0:
-                _keep(record, state, kept, i, run_dir)
-            record.completed = i + 1
+        while record.completed < n_iterations:
+            start = record.completed
+            length = min(block_length, n_iterations - start)
+            if length not in blocks:
+                blocks[length] = build_block(
+                    kernel,
+                    predict,
+                    n_chains,
+                    length,
+                    keep_positions=keep_draws,
+                    traced_leaves=traced_leaves,
+                )
+            state, out = blocks[length](key, jnp.asarray(start), state, data, eval_x, n_burnin)
+            out = to_host(out)
+            for row in range(length):
+                _record_iteration(
+                    record, stats_rows, trace_rows, out, row, start + row, eval_y,
+                    n_burnin=n_burnin, keep=keep, thin=thin, keep_draws=keep_draws,
+                    run_dir=run_dir,
+                )  # fmt: skip
+            record.completed = start + length
             if run_dir is not None:
                 _checkpoint(Path(run_dir), state, record, stats_rows, trace_rows, fingerprint)
-            _show(bar, stats_rows, n_burnin, record.counts)
+            _show(bar, stats_rows, n_burnin, record.counts, length)
     except KeyboardInterrupt:
         warnings.warn(
             f"HMC interrupted after {record.completed} of {n_iterations} iterations; returning "
@@ -180,10 +254,47 @@ def run_chains(
     return record
 
 
-def _keep(record: ChainRun, state: HMCState, kept: np.ndarray, i: int, run_dir) -> None:
-    if not kept.any():
-        return
-    position = to_host(state.position)
+def _prediction_size(predict: PredictFn, positions: PyTree, x: jax.Array) -> int:
+    """m * k: the number of floats one chain's predictions on x take."""
+    one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), positions)
+    return math.prod(jax.eval_shape(predict, one, x).shape)
+
+
+def _record_iteration(
+    record: ChainRun,
+    stats_rows: list,
+    trace_rows: list,
+    out: BlockOutput,
+    row: int,
+    i: int,
+    eval_y: Mapping[str, np.ndarray | None],
+    *,
+    n_burnin: int,
+    keep: str,
+    thin: int,
+    keep_draws: bool,
+    run_dir: Path | None,
+) -> None:
+    """Fold iteration i (row `row` of a block's host output) into the record."""
+    info = jax.tree.map(lambda a: a[row], out.info)
+    stats_rows.append({k: getattr(info, k) for k in STATS if k != "log_density"})
+    stats_rows[-1]["log_density"] = out.log_density[row]
+    probs = {k: v[row].astype(np.float64) for k, v in out.probs.items()}
+    trace = function_space_trace(out.log_likelihood[row], probs, eval_y)
+    trace_rows.append(trace | {k: v[row] for k, v in out.traced.items()})
+    n_chains = len(record.counts)
+    sampled = np.full(n_chains, i >= n_burnin)
+    kept = sampled & info.accepted if keep == "accepted" else sampled
+    for name, p in probs.items():
+        record.sums.setdefault(name, np.zeros_like(p))
+        record.sums[name] += kept[:, None, None] * p
+    record.counts += kept
+    if keep_draws and (i - n_burnin) % thin == 0:
+        _keep(record, jax.tree.map(lambda a: a[row], out.positions), kept, i, run_dir)
+
+
+def _keep(record: ChainRun, position: PyTree, kept: np.ndarray, i: int, run_dir) -> None:
+    """Store the kept chains' states (position: host leaves (n_chains, ...))."""
     for chain in np.flatnonzero(kept):
         params = jax.tree.map(lambda a, c=chain: a[c], position)
         if run_dir is None:
@@ -275,11 +386,11 @@ def _stack(rows: list[dict[str, np.ndarray]], keys, n_chains: int) -> dict[str, 
     return {k: np.stack([row[k] for row in rows]) for k in keys}
 
 
-def _show(bar, stats_rows, n_burnin: int, counts: np.ndarray) -> None:
+def _show(bar, stats_rows, n_burnin: int, counts: np.ndarray, n_new: int) -> None:
     sampled = [row["acceptance_rate"] for row in stats_rows[n_burnin:]]
     bar.set_postfix(
         accept=f"{np.mean(sampled):.2f}" if sampled else "burn-in",
         kept=int(counts.sum()),
         diverging=int(sum(row["diverging"].sum() for row in stats_rows)),
     )
-    bar.update()
+    bar.update(n_new)

@@ -5,6 +5,11 @@ kernel forms the Metropolis ratio from total energies, which loses the O(1) diff
 two O(1e4) float32 totals; this kernel sums termwise differences instead (likelihood per example,
 prior per parameter, kinetic energy per whitened coordinate) and can switch the MH test off for
 burn-in, as the covariate-shift paper's sampler does.
+
+Each trajectory's step size is drawn uniformly from [h(1 - j), h(1 + j)] (Neal 2011, sec. 5.4)
+with the number of leapfrog steps fixed, so the trajectory length varies too. With a fixed
+length a direction whose oscillation period divides the trajectory returns to (or mirrors) its
+start every iteration and never mixes; j = 0 restores the paper's fixed trajectory.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ class HMCState(NamedTuple):
     loglik: jax.Array  # (n,) untempered per-example log-likelihood at `position`
 
 
+DEFAULT_STEP_JITTER = 0.2  # relative half-width of the per-trajectory step-size draw
+
+
 class HMCInfo(NamedTuple):
     accepted: jax.Array  # bool: the proposal became the new state
     acceptance_rate: jax.Array  # min(1, exp(log_accept_ratio)); 0 when diverging
@@ -39,6 +47,7 @@ class HMCInfo(NamedTuple):
     diverging: jax.Array  # bool: non-finite energy or energy error above the threshold
     energy: jax.Array  # Hamiltonian of the proposal
     mh: jax.Array  # bool: the Metropolis test was applied (False during burn-in)
+    step_size: jax.Array  # the (jittered) leapfrog step of this trajectory
 
 
 class HMCKernel(NamedTuple):
@@ -46,6 +55,7 @@ class HMCKernel(NamedTuple):
     step: Callable[..., tuple[HMCState, HMCInfo]]  # (key, state, data, mh[, step_size])
     n_steps: int
     step_size: float
+    step_jitter: float
 
 
 def default_trajectory_length(prior: Prior, temperature: float = 1.0) -> float:
@@ -78,12 +88,17 @@ def build_kernel(
     temperature: float = 1.0,
     divergence_threshold: float = 1000.0,
     trajectory_loglik_fn: PerExampleLogLik | None = None,
+    step_jitter: float = DEFAULT_STEP_JITTER,
 ) -> HMCKernel:
     """HMC on exp((sum_i loglik_i + log prior) / T) with the prior's preconditioner as metric.
+
+    A dead direction (no likelihood) therefore has sd sqrt(T) times the prior's.
+    step_jitter: each trajectory's step is step_size * U(1 - j, 1 + j); 0 = fixed trajectory.
 
     trajectory_loglik_fn: a cheaper (e.g. reduced-precision) likelihood for the leapfrog
     gradients only; the accept test always uses `loglik_fn`, so the chain stays exact.
     """
+    check_step_jitter(step_jitter)
     fast_loglik = trajectory_loglik_fn or loglik_fn
     factors = prior.preconditioner(params_like)
     metric = prior_metric(factors)
@@ -97,7 +112,11 @@ def build_kernel(
 
     def step(key: jax.Array, state: HMCState, data: Data, mh: jax.Array, step_size=step_size):
         """One trajectory of `n_steps` leapfrogs; `step_size` may be traced (for tuning)."""
-        key_momentum, key_accept = jax.random.split(key)
+        key_momentum, key_accept, key_jitter = jax.random.split(key, 3)
+        if step_jitter:
+            step_size = step_size * jax.random.uniform(
+                key_jitter, minval=1.0 - step_jitter, maxval=1.0 + step_jitter
+            )
         integrator = velocity_verlet(lambda p: logdensity(p, data), metric.kinetic_energy)
         momentum = metric.sample_momentum(key_momentum, state.position)
         start = IntegratorState(state.position, momentum, state.logdensity, state.logdensity_grad)
@@ -128,7 +147,17 @@ def build_kernel(
             diverging=diverging,
             energy=energy,
             mh=jnp.asarray(mh),
+            step_size=jnp.asarray(step_size, jnp.float32),
         )
         return new_state, info
 
-    return HMCKernel(init, step, n_steps, step_size)
+    return HMCKernel(init, step, n_steps, step_size, step_jitter)
+
+
+def check_step_jitter(step_jitter: float) -> None:
+    """Raise a ValueError unless 0 <= step_jitter < 1."""
+    if not (isinstance(step_jitter, int | float) and 0 <= step_jitter < 1):
+        raise ValueError(
+            f"step_jitter must lie in [0, 1) (the relative half-width of the step-size draw; "
+            f"0 = the paper's fixed trajectory), got {step_jitter!r}"
+        )

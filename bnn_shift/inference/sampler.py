@@ -12,7 +12,14 @@ import jax
 import numpy as np
 
 from bnn_shift.inference.chains import ChainRun, run_chains
-from bnn_shift.inference.kernel import build_kernel, default_trajectory_length, n_leapfrog_steps
+from bnn_shift.inference.convergence import check_convergence
+from bnn_shift.inference.kernel import (
+    DEFAULT_STEP_JITTER,
+    build_kernel,
+    check_step_jitter,
+    default_trajectory_length,
+    n_leapfrog_steps,
+)
 from bnn_shift.inference.likelihood import (
     CATEGORICAL,
     Likelihood,
@@ -39,6 +46,7 @@ def hmc(
     y,
     *,
     step_size: float | str = "auto",
+    step_jitter: float = DEFAULT_STEP_JITTER,
     n_iterations: int = 100,
     n_burnin: int = 10,
     trajectory_length: float | None = None,
@@ -48,6 +56,7 @@ def hmc(
     init: str = "model",
     eval_sets: Mapping[str, np.ndarray | tuple[np.ndarray, np.ndarray]] | None = None,
     thin: int = 1,
+    keep: str = "all",
     keep_draws: bool = True,
     run_dir: str | Path | None = None,
     devices: Sequence[jax.Device] | None = None,
@@ -58,9 +67,13 @@ def hmc(
     n_tune: int = 50,
     progress: bool = True,
     likelihood: str | Likelihood = "categorical",
+    iterations_per_call: int | None = None,
 ) -> Posterior:
-    """Full-batch HMC: burn-in without MH (diverging proposals still refused), then MH; accepted
-    states are averaged.
+    """Full-batch HMC: burn-in without MH (diverging proposals still refused), then MH; every
+    post-burn-in state (a rejection repeats the current one) enters the model average.
+
+    The target is the tempered posterior (likelihood * prior)^(1/T): a direction the data never
+    vary in keeps sqrt(T) times its prior sd.
 
     model: equinox model (one example -> the likelihood's outputs); chains start at its parameters
         (init="model") or each at its own prior draw (init="prior").
@@ -70,10 +83,16 @@ def hmc(
     step_size: leapfrog step, or "auto": dual averaging to `target_acceptance` over `n_tune`
         short trajectories from chain 0's start (`tune_step_size`), then halved until a few
         full-length trajectories do not diverge (`stable_step_size`); the result is in attrs.
-    trajectory_length: defaults to (pi/2) * prior.scale * sqrt(T).
+    step_jitter: each trajectory's step is step_size * U(1 - j, 1 + j) with the number of
+        leapfrog steps fixed, so no direction's oscillation stays in phase with the trajectory
+        (which would freeze it); 0 = the paper's fixed trajectory.
+    trajectory_length: defaults to (pi/2) * prior.scale * sqrt(T) (at the nominal step).
     eval_sets: name -> inputs (m, ...) or (inputs, labels): model-average probabilities are
         kept running; labelled sets are also traced per iteration for diagnostics.
-    thin: keep every thin-th post-burn-in accepted draw (all enter the running averages).
+    thin: keep every thin-th post-burn-in draw (all enter the running averages).
+    keep: "all" post-burn-in states (correct), or "accepted" only, as the paper's code averaged:
+        that weights each state by its chance of being left and widens the draws (~10% in sd at
+        acceptance 0.4); for reproducing the paper only.
     run_dir: checkpoint after every iteration and stream kept draws there; calling again with
         the same run_dir resumes (a larger n_iterations extends the run).
     trace_params: dotted paths of (small) parameters, e.g. "layers.2.bias", recorded at every
@@ -83,9 +102,15 @@ def hmc(
     likelihood: "categorical" (classifier logits), "gaussian" or a `Likelihood` such as
         gaussian_likelihood(noise_std) for regression; eval-set predictions are then means, and
         labelled eval sets (traced as accuracies) need "categorical".
+    iterations_per_call: iterations per compiled call and per checkpoint; default: up to 100
+        for small models (where per-call overhead dominates), 1 for large ones. The chain is the
+        same whatever it is.
+    With n_chains >= 2, function-space R-hat and ESS are computed (attrs["convergence"]) and a
+    warning is raised when any R-hat exceeds 1.1.
     Interrupting (Ctrl-C) returns the posterior drawn so far.
     """
-    _check_settings(n_iterations, n_burnin, temperature, n_chains, thin, init)
+    _check_settings(n_iterations, n_burnin, temperature, n_chains, thin, init, iterations_per_call)
+    check_step_jitter(step_jitter)
     params, static = partition_params(model)
     lik = resolve_likelihood(likelihood)
     x, y = lik.check(model, x, y)
@@ -107,6 +132,7 @@ def hmc(
             n_steps=n_steps,
             temperature=temperature,
             trajectory_loglik_fn=lambda p, data: masked(fast(p, static, data[0], data[1]), data[2]),
+            step_jitter=step_jitter,
         )
 
     mesh = make_mesh(n_chains, devices)
@@ -128,12 +154,14 @@ def hmc(
     }
     settings = {
         "step_size": step_size,
+        "step_jitter": step_jitter,
         "trajectory_length": tau,
         "n_leapfrog_steps": n_steps,
         "temperature": temperature,
         "n_train": len(x),
         "init": init,
         "thin": thin,
+        "keep": keep,
         "precision": precision,
         "prior": prior.describe(),
         "likelihood": lik.describe(),
@@ -149,11 +177,13 @@ def hmc(
         n_burnin=n_burnin,
         seed=seed,
         thin=thin,
+        keep=keep,
         keep_draws=keep_draws,
         run_dir=None if run_dir is None else Path(run_dir),
         fingerprint=settings | {"shapes": [list(a.shape) for a in jax.tree.leaves(params)]},
         traced_leaves=_leaf_indices(params, trace_params),
         progress=progress,
+        block_length=iterations_per_call,
     )
     attrs = settings | {
         "method": "hmc",
@@ -164,7 +194,7 @@ def hmc(
         "n_devices": mesh.devices.size,
         "seconds": time.perf_counter() - started,
     }
-    return _posterior(run, params, static, attrs)
+    return check_convergence(_posterior(run, params, static, attrs))
 
 
 def _auto_step_size(make_kernel, positions, data, tau, seed, n_tune, target, max_steps):
@@ -217,10 +247,7 @@ def _predict(params: PyTree, x: jax.Array, static: PyTree, likelihood: Likelihoo
 def _posterior(run: ChainRun, params: PyTree, static: PyTree, attrs: dict) -> Posterior:
     total = int(run.counts.sum())
     shape = run.stats["accepted"].shape  # (n_iterations, n_chains)
-    constants = {
-        "step_size": np.full(shape, attrs["step_size"], np.float32),
-        "n_steps": np.full(shape, attrs["n_leapfrog_steps"], np.int32),
-    }
+    constants = {"n_steps": np.full(shape, attrs["n_leapfrog_steps"], np.int32)}
     predictions = {
         k: (v.sum(axis=0) / max(total, 1)).astype(np.float32) for k, v in run.sums.items()
     }
@@ -248,7 +275,9 @@ def _initial_positions(params: PyTree, prior: Prior, n_chains: int, init: str, s
     return jax.vmap(lambda k: prior.sample(k, params))(keys)
 
 
-def _check_settings(n_iterations, n_burnin, temperature, n_chains, thin, init) -> None:
+def _check_settings(
+    n_iterations, n_burnin, temperature, n_chains, thin, init, iterations_per_call=None
+) -> None:
     if n_iterations < 1 or not 0 <= n_burnin <= n_iterations:
         raise ValueError(
             f"need n_iterations >= 1 and 0 <= n_burnin <= n_iterations, "
@@ -256,6 +285,14 @@ def _check_settings(n_iterations, n_burnin, temperature, n_chains, thin, init) -
         )
     if not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be finite and > 0, got {temperature}")
+    if iterations_per_call is not None and (
+        isinstance(iterations_per_call, bool)
+        or not isinstance(iterations_per_call, int)
+        or iterations_per_call < 1
+    ):
+        raise ValueError(
+            f"iterations_per_call must be a positive integer, got {iterations_per_call!r}"
+        )
     if n_chains < 1 or thin < 1:
         raise ValueError(f"n_chains and thin must be >= 1, got {n_chains=}, {thin=}")
     if init not in INITS:

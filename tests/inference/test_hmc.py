@@ -272,7 +272,9 @@ def test_log_accept_ratio_is_accurate_where_float32_totals_are_large():
 
     prior = Gaussian(1.0)
     h, n_steps = 1e-3, 5  # posterior sd 1/sqrt(n) = 3e-3, omega = 316: h * omega = 0.3
-    kernel = build_kernel(loglik, prior, {"theta": jnp.zeros(d)}, step_size=h, n_steps=n_steps)
+    kernel = build_kernel(
+        loglik, prior, {"theta": jnp.zeros(d)}, step_size=h, n_steps=n_steps, step_jitter=0.0
+    )
     y64 = y.astype(np.float64)
 
     def grad64(t):  # gradient of the float64 log posterior
@@ -286,7 +288,7 @@ def test_log_accept_ratio_is_accurate_where_float32_totals_are_large():
         key = jax.random.key(i)
         new, info = step(key, state, data, jnp.asarray(False))  # always keep the proposal
         # the momentum the kernel drew, then the same trajectory in float64
-        p0 = prior_metric([None]).sample_momentum(jax.random.split(key)[0], state.position)
+        p0 = prior_metric([None]).sample_momentum(jax.random.split(key, 3)[0], state.position)
         p = np.asarray(p0["theta"], np.float64)
         t = np.asarray(state.position["theta"], np.float64)
         for _ in range(n_steps):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import arviz as az
+import equinox as eqx
 import jax
 import numpy as np
 import pytest
 
 from bnn_shift.data import load_digits
-from bnn_shift.inference import Posterior, hmc
+from bnn_shift.inference import Posterior, gaussian_likelihood, hmc
 from bnn_shift.models import MLP
 from bnn_shift.priors import Gaussian, by_path
 
@@ -27,7 +29,7 @@ def model():
 @pytest.fixture(scope="module")
 def run(digits, model):
     # h = 0.03 over tau = 0.2 (7 leapfrog steps) is coarse enough that some post-burn-in
-    # proposals are rejected, so "keep only accepted states" is exercised.
+    # proposals are rejected, so "a rejection repeats the state" is exercised.
     return hmc(
         model,
         Gaussian(0.3),
@@ -58,20 +60,65 @@ def test_burn_in_has_no_mh_test(run):
     assert np.all(run.stats["accepted"][:N_BURNIN])  # finite proposals are always kept
 
 
-def test_only_accepted_post_burn_in_states_are_kept(run):
-    accepted = run.stats["accepted"][N_BURNIN:]
+def _flat_draws(post: Posterior) -> np.ndarray:  # (n_draws, n_params)
+    leaves = jax.tree.leaves(post.draws)
+    return np.concatenate([np.reshape(a, (len(a), -1)) for a in leaves], axis=1)
+
+
+def test_every_post_burn_in_state_is_kept_and_a_rejection_repeats_it(run):
+    accepted = run.stats["accepted"][N_BURNIN:, 0]
     assert 0 < accepted.sum() < len(accepted)  # the run has both outcomes
-    assert run.n_draws == int(accepted.sum())
-    # each kept draw is a new state: a rejected iteration must not add a copy of the old one
-    flat = np.stack(
-        [
-            np.concatenate(
-                [np.ravel(x) for x in jax.tree.leaves(jax.tree.map(lambda d, i=i: d[i], run.draws))]
-            )
-            for i in range(run.n_draws)
-        ]
-    )
-    assert len({row.tobytes() for row in flat}) == run.n_draws
+    assert run.n_draws == N_ITER - N_BURNIN
+    flat = _flat_draws(run)
+    for i in range(1, len(flat)):  # a draw equals its predecessor exactly when rejected
+        assert np.array_equal(flat[i], flat[i - 1]) == (not accepted[i])
+
+
+def test_keep_accepted_reproduces_the_papers_averaging(digits, model):
+    paper = _call(digits, model, trajectory_length=0.2, n_iterations=N_ITER, n_burnin=N_BURNIN,
+                  keep="accepted")  # fmt: skip
+    accepted = paper.stats["accepted"][N_BURNIN:, 0]
+    assert paper.n_draws == int(accepted.sum()) and paper.attrs["keep"] == "accepted"
+    assert len({row.tobytes() for row in _flat_draws(paper)}) == paper.n_draws
+
+
+def test_step_sizes_are_jittered_per_trajectory(run):
+    steps = run.stats["step_size"][:, 0]
+    assert np.all((0.8 * 0.03 <= steps) & (steps <= 1.2 * 0.03))
+    assert len(np.unique(steps)) == N_ITER
+
+
+def test_no_jitter_is_the_papers_fixed_trajectory(digits, model):
+    fixed = _call(digits, model, step_size=0.03, trajectory_length=0.2, step_jitter=0.0)
+    np.testing.assert_array_equal(fixed.stats["step_size"], np.float32(0.03))
+
+
+@pytest.mark.parametrize("jitter", [-0.1, 1.0, "0.2"])
+def test_bad_step_jitter_raises(digits, model, jitter):
+    with pytest.raises(ValueError, match="step_jitter must lie in"):
+        _call(digits, model, step_jitter=jitter)
+
+
+def test_a_trajectory_in_phase_with_the_posterior_still_mixes():
+    """Issue 13's reproduction: at h = 0.0215 the fixed trajectory is near a whole period of the
+    data-dominated direction and the chains froze at their starts (mean -0.17, sd 0.60). The
+    exact posterior is N(0.464, 0.0368^2); with 4 x 400 draws at ESS > 400 the mean's standard
+    error is < 0.002 and the sd's < 4% (ESS of the squared deviations for the latter)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 1)).astype(np.float32)
+    y = (0.5 * x[:, 0] + 0.5 * rng.normal(size=200)).astype(np.float32)
+    precision = 1 + np.sum(x[:, 0].astype(np.float64) ** 2) / 0.25
+    mean, sd = np.sum(x[:, 0] * y) / 0.25 / precision, precision**-0.5
+    linear = eqx.nn.Linear(1, 1, use_bias=False, key=jax.random.key(0))
+    post = hmc(linear, Gaussian(1.0), x, y, likelihood=gaussian_likelihood(0.5), step_size=0.0215,
+               n_iterations=500, n_burnin=100, n_chains=4, init="prior", seed=0, progress=False)  # fmt: skip
+    draws = np.asarray(post.draws.weight, np.float64).reshape(400, 4)  # (draw, chain)
+    ess = float(az.ess(draws, chain_axis=1, draw_axis=0))
+    ess_sq = float(az.ess((draws - mean) ** 2, chain_axis=1, draw_axis=0))  # for the variance
+    assert min(ess, ess_sq) > 400
+    assert abs(draws.mean() - mean) < 5 * sd / np.sqrt(ess)
+    assert abs(draws.std() / sd - 1) < 5 * np.sqrt(1 / (2 * ess_sq))
+    assert post.attrs["converged"] is True
 
 
 def test_running_predictions_match_predict_proba(run, digits):
@@ -79,7 +126,7 @@ def test_running_predictions_match_predict_proba(run, digits):
     assert set(run.predictions) == {"test"}
     assert running.shape == (len(digits.x_test), 10)
     np.testing.assert_allclose(running.sum(1), 1.0, rtol=1e-5)
-    # float32 sums of <= 8 probability vectors vs a scan over the same draws
+    # float sums of <= 8 probability vectors vs a scan over the same draws
     np.testing.assert_allclose(running, run.predict_proba(digits.x_test), rtol=1e-5, atol=1e-6)
 
 

@@ -1,0 +1,55 @@
+"""Convergence of a sampler run, reported rather than assumed: function-space R-hat and ESS.
+
+Weight-space R-hat means little for neural networks (permutation symmetries); the per-chain
+traces of the training log-likelihood and of each labelled eval set's log predictive are what
+the chains must agree on. One chain cannot show that it has not mixed, so R-hat needs >= 2.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import arviz as az
+import numpy as np
+
+from bnn_shift.inference.posterior import Posterior
+
+RHAT_WARNING = 1.1  # R-hat above this: the chains disagree (Vehtari et al. 2021 ask for 1.01)
+MIN_DRAWS = 4  # post-burn-in iterations per chain that R-hat/ESS need
+
+
+def function_space_rhat(trace: dict[str, np.ndarray], n_burnin: int) -> dict[str, dict[str, float]]:
+    """name -> {"r_hat", "ess_bulk"} of each (n_iterations, n_chains) trace after burn-in, for
+    the log-likelihood and log-predictive traces; empty with < 2 chains or < MIN_DRAWS draws."""
+    out = {}
+    for name, values in trace.items():
+        if not (name == "log_likelihood" or name.endswith("_log_predictive")):
+            continue
+        values = np.asarray(values, np.float64)[n_burnin:]  # (draws, chains)
+        if values.ndim != 2 or values.shape[1] < 2 or values.shape[0] < MIN_DRAWS:
+            continue
+        out[name] = {
+            "r_hat": float(az.rhat(values, chain_axis=1, draw_axis=0)),
+            "ess_bulk": float(az.ess(values, chain_axis=1, draw_axis=0, method="bulk")),
+        }
+    return out
+
+
+def check_convergence(posterior: Posterior) -> Posterior:
+    """Store function-space R-hat/ESS in posterior.attrs["convergence"] and warn when any R-hat
+    exceeds RHAT_WARNING; a one-chain run is labelled unchecked. Returns the same posterior."""
+    n_burnin = int(posterior.attrs.get("n_burnin", 0))
+    summary = function_space_rhat(posterior.trace, n_burnin)
+    posterior.attrs["convergence"] = summary or "unchecked (R-hat needs >= 2 chains and >= 4 draws)"
+    bad = {
+        name: round(v["r_hat"], 3) for name, v in summary.items() if not v["r_hat"] <= RHAT_WARNING
+    }
+    posterior.attrs["converged"] = (not bad) if summary else None
+    if bad:
+        warnings.warn(
+            f"{posterior.attrs.get('method', 'sampler')} chains have not converged: function-space "
+            f"R-hat {bad} > {RHAT_WARNING}; run more iterations (or burn-in) before trusting the "
+            "model average",
+            stacklevel=3,
+        )
+    return posterior
