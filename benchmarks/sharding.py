@@ -6,7 +6,8 @@ D host devices. It places the data with the library's own `make_mesh` + `place_d
 axis split over the mesh's data axis, padded rows masked) and times one jitted `kernel.step`
 (L leapfrog steps, paper MLP, Gaussian(0.1)) per device count, interleaved, median of repeats.
 A second table runs C chains (default 4) through the driver's `build_block` (one iteration a
-call, vmap over chains), with the chain axis split over the devices (`make_mesh(C, devices)`) vs on one device.
+call, vmap over chains), with the chain axis split over the devices (`make_mesh(C, devices)`)
+vs on one device.
 It also checks that every placement gives the same log density as 1 device.
 
 Fake host devices share the same CPU cores, so on a small machine more devices will not be

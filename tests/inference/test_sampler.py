@@ -110,8 +110,9 @@ def test_a_trajectory_in_phase_with_the_posterior_still_mixes():
     precision = 1 + np.sum(x[:, 0].astype(np.float64) ** 2) / 0.25
     mean, sd = np.sum(x[:, 0] * y) / 0.25 / precision, precision**-0.5
     linear = eqx.nn.Linear(1, 1, use_bias=False, key=jax.random.key(0))
+    settings = dict(n_iterations=500, n_burnin=100, n_chains=4, init="prior", progress=False)
     post = hmc(linear, Gaussian(1.0), x, y, likelihood=gaussian_likelihood(0.5), step_size=0.0215,
-               n_iterations=500, n_burnin=100, n_chains=4, init="prior", seed=0, progress=False)  # fmt: skip
+               seed=0, **settings)  # fmt: skip
     draws = np.asarray(post.draws.weight, np.float64).reshape(400, 4)  # (draw, chain)
     ess = float(az.ess(draws, chain_axis=1, draw_axis=0))
     ess_sq = float(az.ess((draws - mean) ** 2, chain_axis=1, draw_axis=0))  # for the variance
