@@ -35,9 +35,26 @@ def function_space_rhat(trace: dict[str, np.ndarray], n_burnin: int) -> dict[str
     return out
 
 
+def stuck_chains(posterior: Posterior) -> list[int]:
+    """Chains that accepted no proposal after burn-in (their draws all repeat one state)."""
+    accepted = posterior.stats.get("accepted")
+    if accepted is None:
+        return []
+    sampled = np.asarray(accepted)[int(posterior.attrs.get("n_burnin", 0)) :]
+    return [int(c) for c in np.flatnonzero(~sampled.any(axis=0))] if len(sampled) else []
+
+
 def check_convergence(posterior: Posterior) -> Posterior:
     """Store function-space R-hat/ESS in posterior.attrs["convergence"] and warn when any R-hat
-    exceeds RHAT_WARNING; a one-chain run is labelled unchecked. Returns the same posterior."""
+    exceeds RHAT_WARNING or a chain never moved after burn-in; a one-chain run is labelled
+    unchecked. Returns the same posterior."""
+    stuck = stuck_chains(posterior)
+    if stuck:
+        warnings.warn(
+            f"chains {stuck} accepted no proposal after burn-in: their draws all repeat one "
+            f"state (step size {posterior.attrs.get('step_size')}); lower the step size",
+            stacklevel=3,
+        )
     n_burnin = int(posterior.attrs.get("n_burnin", 0))
     summary = function_space_rhat(posterior.trace, n_burnin)
     posterior.attrs["convergence"] = summary or "unchecked (R-hat needs >= 2 chains and >= 4 draws)"

@@ -47,7 +47,19 @@ def sampler_health(tree: xr.DataTree) -> dict[str, float | int | str]:
         health["accepted"] = float(stats["accepted"].mean())
     if "n_steps" in stats:
         health["mean tree size"] = float(stats["n_steps"].mean())
+    health["converged"] = _converged_text(attrs)
     return health
+
+
+def _converged_text(attrs: dict) -> str:
+    """yes / NO (R-hat > 1.1) / unchecked, from the run's function-space R-hat."""
+    convergence = attrs.get("convergence")
+    if not isinstance(convergence, dict) or not convergence:
+        return "unchecked (R-hat needs >= 2 chains)"
+    worst = max(v["r_hat"] for v in convergence.values())
+    return (
+        f"yes (max R-hat {worst:.3f})" if attrs.get("converged") else f"NO (max R-hat {worst:.3f})"
+    )
 
 
 def function_space_summary(tree: xr.DataTree) -> pd.DataFrame:

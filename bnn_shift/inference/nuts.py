@@ -16,6 +16,7 @@ import numpy as np
 from blackjax.adaptation.base import get_filter_adapt_info_fn
 from tqdm.auto import tqdm
 
+from bnn_shift.inference.convergence import check_convergence
 from bnn_shift.inference.likelihood import (
     CATEGORICAL,
     Likelihood,
@@ -118,7 +119,7 @@ def nuts(
     )
     for name, xe in (eval_sets or {}).items():
         post.predictions[name] = post.predict_proba(check_inputs(name, xe, x.shape[1:]))
-    return post
+    return check_convergence(post)
 
 
 def _sampler(logdensity, n_samples: int, max_depth: int):

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from bnn_shift.inference.convergence import stuck_chains
 from bnn_shift.inference.likelihood import Likelihood
 from bnn_shift.inference.posterior import Posterior
 from bnn_shift.priors.base import Prior
@@ -98,9 +99,9 @@ class BaseBNN(BaseEstimator):
             seed=engine_seed,
         )
         posterior = fit_posterior(self.inference, problem, self._settings())
-        if posterior.n_draws == 0:
+        if posterior.n_draws == 0 or stuck_chains(posterior):
             raise RuntimeError(
-                f"{self.inference} kept no draws: every proposal after burn-in was rejected "
+                f"{self.inference} never moved: every proposal after burn-in was rejected "
                 f"(step size {posterior.attrs.get('step_size')}); pass a smaller step_size, more "
                 "epochs for the MAP start (init='map'), or a shorter trajectory_length"
             )

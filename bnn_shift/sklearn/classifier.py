@@ -29,7 +29,7 @@ class BNNClassifier(ClassifierMixin, BaseBNN):
             or a callable x_train (n, d) -> Prior.
         prior_scale: prior standard deviation of the named priors.
         step_size: HMC leapfrog step, or "auto": tuned by dual averaging at the start.
-        n_iterations: HMC iterations; the accepted states after burn-in are the draws. NUTS
+        n_iterations: HMC iterations; every state after burn-in is a draw. NUTS
             runs n_burnin warm-up steps and keeps the other n_iterations - n_burnin.
         n_burnin: HMC iterations without the Metropolis test at the start, not kept.
         trajectory_length: HMC trajectory length; None is (pi/2) * the prior's scale.

@@ -1,10 +1,13 @@
 """Diagnostics of saved posteriors: sampler health and function-space R-hat/ESS."""
 
+import warnings
+
 import jax
 import numpy as np
 import pytest
 
 from bnn_shift.inference import Posterior
+from bnn_shift.inference.convergence import check_convergence
 from bnn_shift.inference.diagnostics import (
     function_space_summary,
     open_run,
@@ -15,7 +18,8 @@ from bnn_shift.inference.posterior import empty_draws
 from bnn_shift.models import MLP, partition_params
 
 
-def saved(tmp_path, trace, n_burnin=2, **stats):
+def saved(tmp_path, trace, n_burnin=2, check=False, **stats):
+    """A saved posterior with this trace (and stats); check: with its convergence attrs."""
     params, static = partition_params(MLP(3, (2,), 2, key=jax.random.key(0)))
     n_iter, n_chains = next(iter(trace.values())).shape
     default_stats = {
@@ -30,6 +34,10 @@ def saved(tmp_path, trace, n_burnin=2, **stats):
         trace=trace,
         attrs={"method": "hmc", "n_burnin": n_burnin, "step_size": 0.01, "n_leapfrog_steps": 7},
     )
+    if check:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            check_convergence(post)
     return open_run(post.save(tmp_path / "post.nc"))
 
 
@@ -60,3 +68,13 @@ def test_report_explains_when_there_are_too_few_draws(tmp_path):
     saved(tmp_path, {"ll": np.zeros((4, 1))})
     text = report(tree_path)
     assert "too few post-burn-in iterations" in text and "divergences" in text
+
+
+def test_health_says_whether_the_run_converged(tmp_path):
+    assert sampler_health(saved(tmp_path, {"ll": np.zeros((10, 1))}))["converged"].startswith(
+        "unchecked"
+    )
+    mixed = np.random.default_rng(0).normal(size=(40, 2))
+    for trace, verdict in ((mixed, "yes"), (mixed + np.array([0.0, 5.0]), "NO")):
+        post = saved(tmp_path, {"log_likelihood": trace}, check=True)
+        assert sampler_health(post)["converged"].startswith(verdict)

@@ -1,0 +1,58 @@
+"""Convergence is reported, not assumed: function-space R-hat/ESS, warnings, stuck chains."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from bnn_shift.inference import Posterior
+from bnn_shift.inference.convergence import check_convergence, function_space_rhat, stuck_chains
+
+
+def chain_posterior(trace: np.ndarray, accepted: np.ndarray | None = None, n_burnin: int = 2):
+    """A sampler-shaped Posterior with a log-likelihood trace (n_iterations, n_chains)."""
+    accepted = np.ones(trace.shape, bool) if accepted is None else accepted
+    return Posterior(
+        static=None,
+        draws={"w": np.zeros((1, 1))},
+        stats={"accepted": accepted},
+        trace={"log_likelihood": trace, "test_log_predictive": trace, "test_accuracy": trace},
+        attrs={"method": "hmc", "n_burnin": n_burnin, "step_size": 0.1},
+    )
+
+
+def test_agreeing_chains_converge_silently():
+    mixed = np.random.default_rng(0).normal(size=(200, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning for chains that agree
+        post = check_convergence(chain_posterior(mixed))
+    assert post.attrs["converged"] is True
+    summary = post.attrs["convergence"]
+    assert set(summary) == {"log_likelihood", "test_log_predictive"}  # accuracy is not traced
+    assert summary["log_likelihood"]["r_hat"] < 1.02
+    # 4 x 198 independent draws: bulk ESS near 792 (the estimator's own noise is ~10%)
+    assert 600 < summary["log_likelihood"]["ess_bulk"] < 1000
+
+
+def test_disagreeing_chains_warn_and_are_labelled():
+    mixed = np.random.default_rng(0).normal(size=(200, 2))
+    with pytest.warns(UserWarning, match="have not converged: function-space R-hat"):
+        post = check_convergence(chain_posterior(mixed + np.array([0.0, 3.0])))
+    assert post.attrs["converged"] is False
+
+
+def test_one_chain_is_unchecked():
+    post = check_convergence(chain_posterior(np.zeros((50, 1))))
+    assert post.attrs["converged"] is None
+    assert post.attrs["convergence"].startswith("unchecked")
+    assert function_space_rhat({"log_likelihood": np.zeros((3, 2))}, n_burnin=0) == {}
+
+
+def test_a_chain_that_never_moves_after_burn_in_is_named():
+    accepted = np.ones((200, 3), bool)
+    accepted[2:, 1] = False  # chain 1 rejects everything after its burn-in
+    trace = np.random.default_rng(0).normal(size=(200, 3))
+    post = chain_posterior(trace, accepted)
+    assert stuck_chains(post) == [1]
+    with pytest.warns(UserWarning, match=r"chains \[1\] accepted no proposal after burn-in"):
+        check_convergence(post)
