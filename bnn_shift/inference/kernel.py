@@ -1,4 +1,4 @@
-"""Full-batch HMC kernel: one compiled program per iteration, float32-safe accept test.
+"""Full-batch HMC kernel: one pure step per trajectory, float32-safe accept test.
 
 BlackJAX supplies the velocity-Verlet integrator and the static trajectory loop. Its own HMC
 kernel forms the Metropolis ratio from total energies, which loses the O(1) differences between
