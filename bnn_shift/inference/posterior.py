@@ -1,7 +1,8 @@
 """`Posterior`: parameter draws, per-iteration sample stats and running model-average predictions.
 
-Saved as netCDF through an xarray DataTree (groups `posterior`, `sample_stats`, `predictions`),
-never pickle; loading needs a model of the same architecture to supply the static structure.
+Saved as netCDF through an xarray DataTree (groups `posterior`, `sample_stats`, `predictions`,
+`draws`, `variational/<name>`), never pickle; loading needs a model of the same architecture
+to supply the static structure.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class Posterior:
         optimizers: (n_steps,) (e.g. loss).
     trace: (n_iterations, n_chains) function-space quantities (log-likelihood, test accuracy).
     predictions: eval-set name -> running model-average probabilities (m, k).
+    variational: name -> params pytree (no draw axis) describing a fitted approximation q;
+        mfvi: "mean" and "std", q = N(mean, std^2) independently per parameter.
     """
 
     static: PyTree
@@ -56,6 +59,7 @@ class Posterior:
     trace: dict[str, np.ndarray] = field(default_factory=dict)
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
+    variational: dict[str, PyTree] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.draw_chain is None:
@@ -111,7 +115,8 @@ class Posterior:
         """ArviZ-style DataTree. Samplers: `posterior` / `warmup_posterior` (function-space trace)
         and `sample_stats` / `warmup_sample_stats`, each (chain, draw); optimizers: `fit_stats`
         (step). Always: `draws` (sample, ...) with the kept parameters and their chain, and
-        `predictions`. Settings are JSON in the root attribute `bnn_shift`."""
+        `predictions`; `variational/<name>` per variational pytree. Settings are JSON in the root
+        attribute `bnn_shift`."""
         groups = {"/": xr.Dataset(attrs={"bnn_shift": json.dumps(self.attrs, default=str)})}
         if self.is_chain:
             burn = int(self.attrs["n_burnin"])
@@ -123,6 +128,8 @@ class Posterior:
                 {k: (("step",), np.asarray(v)) for k, v in self.stats.items()}
             )
         groups["draws"] = _draws_dataset(self.draws, self.draw_chain)
+        for name, params in self.variational.items():
+            groups[f"variational/{name}"] = _params_dataset(params)
         groups["predictions"] = xr.Dataset(
             {k: ((f"{k}_example", "class"), np.asarray(v)) for k, v in self.predictions.items()}
         )
@@ -152,6 +159,11 @@ class Posterior:
         else:
             post.stats = {k: v.values for k, v in tree["fit_stats"].to_dataset().items()}
         post.predictions = {k: v.values for k, v in tree["predictions"].to_dataset().items()}
+        if "variational" in tree.children:
+            post.variational = {
+                name: _read_params(group.to_dataset(), params_like, path, f"{name} values")
+                for name, group in tree["variational"].children.items()
+            }
         return post
 
 
@@ -177,33 +189,49 @@ def _read_chain(tree: xr.DataTree, group: str) -> dict[str, np.ndarray]:
     }
 
 
+def _params_dataset(params: PyTree, lead: tuple[str, ...] = ()) -> xr.Dataset:
+    """One variable per parameter path; the leaves' leading axes are named `lead`."""
+    return xr.Dataset(
+        {
+            name: (
+                (*lead, *[f"{name}_dim_{i}" for i in range(leaf.ndim - len(lead))]),
+                np.asarray(leaf),
+            )
+            for name, leaf in zip(param_paths(params), jax.tree.leaves(params))
+        }
+    )
+
+
 def _draws_dataset(draws: PyTree, draw_chain: np.ndarray) -> xr.Dataset:
-    names = param_paths(draws)
-    variables = {
-        name: (("sample", *[f"{name}_dim_{i}" for i in range(leaf.ndim - 1)]), np.asarray(leaf))
-        for name, leaf in zip(names, jax.tree.leaves(draws))
-    }
-    variables["chain"] = (("sample",), np.asarray(draw_chain))
-    return xr.Dataset(variables)
+    return _params_dataset(draws, ("sample",)).assign(chain=(("sample",), np.asarray(draw_chain)))
 
 
-def _read_draws(dataset: xr.Dataset, params_like: PyTree, path) -> tuple[PyTree, np.ndarray]:
+def _read_params(
+    dataset: xr.Dataset, params_like: PyTree, path, what: str, n_lead: int = 0
+) -> PyTree:
+    """Inverse of `_params_dataset`, checked against `params_like` (shapes after n_lead axes)."""
     names = param_paths(params_like)
     missing = [n for n in names if n not in dataset]
     if missing:
         raise ValueError(
-            f"{path} does not match the given model: no draws for parameters {missing}"
+            f"{path} does not match the given model: no {what} for parameters {missing}"
         )
     leaves, treedef = jax.tree.flatten(params_like)
-    draws = []
+    values = []
     for name, like in zip(names, leaves):
-        values = dataset[name].values
-        if values.shape[1:] != like.shape:
+        stored = dataset[name].values
+        if stored.shape[n_lead:] != like.shape:
             raise ValueError(
-                f"{path}: parameter {name} has shape {values.shape[1:]}, the model {like.shape}"
+                f"{path}: parameter {name} has shape {stored.shape[n_lead:]}, the model "
+                f"{like.shape}"
             )
-        draws.append(jnp.asarray(values, like.dtype))
-    return jax.tree.unflatten(treedef, draws), dataset["chain"].values
+        values.append(jnp.asarray(stored, like.dtype))
+    return jax.tree.unflatten(treedef, values)
+
+
+def _read_draws(dataset: xr.Dataset, params_like: PyTree, path) -> tuple[PyTree, np.ndarray]:
+    draws = _read_params(dataset, params_like, path, "draws", n_lead=1)
+    return draws, dataset["chain"].values
 
 
 def stack_draws(draws: list[PyTree]) -> PyTree:

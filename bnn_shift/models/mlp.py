@@ -1,4 +1,4 @@
-"""Multilayer perceptron classifier (the covariate-shift paper's MNIST network)."""
+"""Multilayer perceptron (the covariate-shift paper's MNIST network), classifier or regressor."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import jax.numpy as jnp
 
 
 class MLP(eqx.Module):
-    """ReLU MLP mapping one example (any shape, flattened) to class logits.
+    """ReLU MLP mapping one example (any shape, flattened) to `n_outputs` values: class logits,
+    or regression outputs (one output is fine); hidden=() is a linear model.
 
     Parameters are `layers.{i}.weight` (out, in) and `layers.{i}.bias` (out,), the
     paths priors select on. Call on a single example; `jax.vmap` for batches.
@@ -19,13 +20,15 @@ class MLP(eqx.Module):
     layers: tuple[eqx.nn.Linear, ...]
     in_features: int = eqx.field(static=True)
 
-    def __init__(self, in_features: int, hidden: Sequence[int], n_classes: int, *, key: jax.Array):
-        if in_features < 1 or n_classes < 2 or any(h < 1 for h in hidden):
+    def __init__(self, in_features: int, hidden: Sequence[int], n_outputs: int, *, key: jax.Array):
+        hidden = tuple(hidden)
+        if in_features < 1 or n_outputs < 1 or any(h < 1 for h in hidden):
             raise ValueError(
-                f"MLP needs in_features >= 1, hidden sizes >= 1 and n_classes >= 2; "
-                f"got in_features={in_features}, hidden={tuple(hidden)}, n_classes={n_classes}"
+                f"MLP needs in_features >= 1, hidden sizes >= 1 (or hidden=() for a linear "
+                f"model) and n_outputs >= 1; got in_features={in_features}, hidden={hidden}, "
+                f"n_outputs={n_outputs}"
             )
-        sizes = [in_features, *hidden, n_classes]
+        sizes = [in_features, *hidden, n_outputs]
         keys = jax.random.split(key, len(sizes) - 1)
         self.layers = tuple(
             eqx.nn.Linear(d_in, d_out, key=k) for d_in, d_out, k in zip(sizes[:-1], sizes[1:], keys)
@@ -33,7 +36,7 @@ class MLP(eqx.Module):
         self.in_features = in_features
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        """(…) one example with `in_features` entries -> (n_classes,) logits."""
+        """(…) one example with `in_features` entries -> (n_outputs,) logits or outputs."""
         h = jnp.reshape(x, (-1,))
         for layer in self.layers[:-1]:
             h = jax.nn.relu(layer(h))

@@ -22,19 +22,6 @@ ModelFactory = Callable[[int, int, jax.Array], eqx.Module]  # (n_features, n_out
 PriorFactory = Callable[[np.ndarray], Prior]  # training inputs (n, d) -> prior
 
 
-def mlp(n_features: int, hidden: Sequence[int], n_outputs: int, key: jax.Array) -> MLP:
-    """A ReLU `MLP` with `n_outputs` outputs, one output included (regression of one target)."""
-    hidden = tuple(int(h) for h in hidden)
-    if n_outputs >= 2:
-        return MLP(n_features, hidden, n_outputs, key=key)
-    # MLP refuses a single class; a single regression output only needs a narrower last layer
-    key_body, key_head = jax.random.split(key)
-    body = MLP(n_features, hidden, 2, key=key_body)
-    width = hidden[-1] if hidden else n_features
-    head = eqx.nn.Linear(width, n_outputs, key=key_head)
-    return eqx.tree_at(lambda m: m.layers[-1], body, head)
-
-
 class LearnedNoise(eqx.Module):
     """A regression network with one learned log noise std per target: one example ->
     (2k,) = (the network's k means, log_noise), the layout of gaussian_likelihood(None)."""
@@ -60,9 +47,10 @@ def build_model(
     key: jax.Array,
     learned_noise: bool = False,
 ) -> eqx.Module:
-    """model="mlp" (with `hidden` widths) or a callable (n_features, n_outputs, key) -> module,
-    checked to map one example of n_features values to n_outputs values; learned_noise wraps it
-    in `LearnedNoise` with log noise std 0 (unit noise on standardised targets)."""
+    """model="mlp" (a ReLU `MLP` with `hidden` widths, () a linear model, any n_outputs >= 1)
+    or a callable (n_features, n_outputs, key) -> module, checked to map one example of
+    n_features values to n_outputs values; learned_noise wraps it in `LearnedNoise` with log
+    noise std 0 (unit noise on standardised targets)."""
     net = _network(model, hidden, n_features, n_outputs, key)
     if learned_noise:
         return LearnedNoise(net, jnp.zeros(n_outputs, jnp.float32))
@@ -76,7 +64,7 @@ def _network(model, hidden, n_features: int, n_outputs: int, key: jax.Array) -> 
                 f'model must be "mlp" or a callable (n_features, n_outputs, key) -> equinox '
                 f"module, got {model!r}"
             )
-        return mlp(n_features, hidden, n_outputs, key)
+        return MLP(n_features, tuple(int(h) for h in hidden), n_outputs, key=key)
     if not callable(model):
         raise ValueError(f"model must be 'mlp' or a callable, got {type(model).__name__}")
     built = model(n_features, n_outputs, key)

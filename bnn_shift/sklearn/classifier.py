@@ -39,7 +39,7 @@ class BNNClassifier(ClassifierMixin, BaseBNN):
         learning_rate: Adam's (cosine-decayed) learning rate; SGLD's step in the same units.
         batch_size: minibatch size of the epoch-based engines; None is the full batch.
         n_members: ensemble size of inference="ensemble".
-        temperature: posterior temperature of "hmc", "nuts" and "sgld".
+        temperature: posterior temperature of "hmc", "nuts", "sgld" and "vi".
         init: where "hmc", "nuts" and "sgld" start: "map" (a MAP fit of `epochs` epochs) or
             "random" (the network's random initialisation).
         random_state: int, RandomState or None; seeds the initialisation and the engine.

@@ -136,7 +136,7 @@ def _sgld(p: Problem, s: Settings) -> Posterior:
 
 
 def _vi(p: Problem, s: Settings) -> Posterior:
-    return _run(mfvi, p, s, **_epochs(s, len(p.x)))
+    return _run(mfvi, p, s, temperature=s.temperature, **_epochs(s, len(p.x)))
 
 
 ENGINES: dict[str, Callable[[Problem, Settings], Posterior]] = {

@@ -115,6 +115,39 @@ def test_load_with_a_mismatched_model_raises(posterior, tmp_path):
         Posterior.load(path, architecture(hidden=(4, 4)))
 
 
+def test_variational_pytrees_round_trip(tmp_path):
+    """An optimizer's posterior with q's mean and std: each a `variational/<name>` group of
+    un-stacked parameters, read back into the model's pytree."""
+    params, static = partition_params(architecture())
+    std = jax.tree.map(lambda p: jnp.abs(p) + 0.1, params)
+    post = Posterior(
+        static=static,
+        draws=stack_draws([params]),
+        stats={"neg_elbo": np.linspace(3.0, 1.0, 4)},
+        attrs={"method": "mfvi"},
+        variational={"mean": params, "std": std},
+    )
+    group = post.to_datatree()["variational/std"].to_dataset()
+    assert group["layers.0.weight"].shape == (4, 6)
+    loaded = Posterior.load(post.save(tmp_path / "q.nc"), architecture(key=7))
+    assert set(loaded.variational) == {"mean", "std"}
+    for name, tree in post.variational.items():
+        got = loaded.variational[name]
+        assert jax.tree.structure(got) == jax.tree.structure(tree)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(tree)):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+    linear, _ = partition_params(MLP(6, (), 3, key=jax.random.key(0)))
+    post.variational = {"mean": linear}  # q of another architecture than the draws
+    with pytest.raises(ValueError, match=r"no mean values for parameters \['layers\.1"):
+        Posterior.load(post.save(tmp_path / "bad.nc"), architecture())
+
+
+def test_samplers_have_no_variational_group(posterior, tmp_path):
+    assert "variational" not in posterior.to_datatree().children
+    assert Posterior.load(posterior.save(tmp_path / "p.nc"), architecture()).variational == {}
+
+
 def test_zero_draw_posterior(tmp_path):
     params, static = partition_params(architecture())
     post = Posterior(static=static, draws=empty_draws(params))

@@ -1,9 +1,11 @@
 """Tests for bnn_shift.inference.mfvi: exactness on a conjugate model whose posterior is
-mean-field, the ELBO against the exact log evidence, and the engine contract on digits."""
+mean-field (tempered too), the ELBO against the exact log evidence, the convergence check,
+and the engine contract on digits."""
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import jax
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 
 from bnn_shift.data import load_digits
 from bnn_shift.inference import Posterior
-from bnn_shift.inference.vi import init_mean_field, mfvi
+from bnn_shift.inference.vi import RISE_SE, elbo_trend, init_mean_field, mfvi
 from bnn_shift.models import MLP
 from bnn_shift.priors import Gaussian
 
@@ -20,21 +22,22 @@ from .test_sgmcmc import PRIOR_STD, conjugate_problem, log_evidence, regression_
 N_SAMPLES = 20_000
 
 
+def fit_conjugate(**settings) -> tuple[Posterior, list[warnings.WarningMessage]]:
+    """mfvi on the conjugate problem (3000 epochs at learning rate 0.03 unless overridden),
+    with the warnings it emitted."""
+    x, y, _, _ = conjugate_problem()
+    settings = {"n_epochs": 3000, "learning_rate": 0.03, "seed": 0} | settings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        post = mfvi(regression_model(), Gaussian(PRIOR_STD), x, y, progress=False, **settings)
+    return post, caught
+
+
 @pytest.fixture(scope="module")
 def conjugate_fit():
-    x, y, mean, precision = conjugate_problem()
-    post = mfvi(
-        regression_model(),
-        Gaussian(PRIOR_STD),
-        x,
-        y,
-        n_epochs=3000,
-        learning_rate=0.03,
-        n_samples_predict=N_SAMPLES,
-        seed=0,
-        progress=False,
-    )
-    return post, x, mean, precision
+    x, _, mean, precision = conjugate_problem()
+    post, caught = fit_conjugate(n_samples_predict=N_SAMPLES)
+    return post, x, mean, precision, caught
 
 
 def test_mfvi_recovers_a_diagonal_gaussian_posterior(conjugate_fit):
@@ -47,13 +50,17 @@ def test_mfvi_recovers_a_diagonal_gaussian_posterior(conjugate_fit):
       cosine tail freezes it once 1/c_t exceeds the remaining steps R = (4 T^2/(pi^2 c))^(1/3)
       ~ 300 of T = 3000, leaving sd ~ sqrt(1/(2R)) ~ 0.04 (seeds 0-4 show RMS 0.055, max 0.11):
       allowed 0.25, about 4.5 times the observed RMS."""
-    post, _, mean, precision = conjugate_fit
+    post, _, mean, precision, _ = conjugate_fit
     w = np.asarray(post.draws.w, np.float64)  # (N_SAMPLES, 4)
     assert w.shape == (N_SAMPLES, 4)
     sd = 1 / np.sqrt(precision)
     mc_mean, mc_std = 4 / math.sqrt(N_SAMPLES), 4 / math.sqrt(2 * N_SAMPLES)
     np.testing.assert_array_less(np.abs(w.mean(0) - mean) / sd, mc_mean + 0.25)
     np.testing.assert_array_less(np.abs(w.std(0) - sd) / sd, mc_std + 0.25)
+    # q itself, without the draws' Monte Carlo error
+    q_mean, q_std = np.asarray(post.variational["mean"].w), np.asarray(post.variational["std"].w)
+    np.testing.assert_array_less(np.abs(q_mean - mean) / sd, 0.25)
+    np.testing.assert_array_less(np.abs(q_std - sd) / sd, 0.25)
     assert np.linalg.norm(mean / sd) > 4  # the start w = 0 is far out in the posterior's tail
     assert post.attrs["init_std"] == 1e-3  # and q starts 200 times too narrow
 
@@ -61,13 +68,72 @@ def test_mfvi_recovers_a_diagonal_gaussian_posterior(conjugate_fit):
 def test_final_elbo_is_the_log_evidence(conjugate_fit):
     """At q = posterior, ELBO = log Z. The estimate averages log p(D, theta_s) (variance d/2 at
     the optimum) over N draws, plus the closed-form entropy: SE sqrt(2 / N) = 0.01."""
-    post, x, _, _ = conjugate_fit
+    post, x, _, _, _ = conjugate_fit
     assert post.attrs["elbo"] == pytest.approx(log_evidence(x), abs=4 * math.sqrt(2 / N_SAMPLES))
     neg_elbo = post.stats["neg_elbo"]
     assert neg_elbo.shape == (3000,) and neg_elbo[-1] < neg_elbo[0]
     # the training objective (one draw per step, sd sqrt(d/2) at the optimum) agrees with it
     tail = -neg_elbo[-100:].mean() * len(x)
     assert tail == pytest.approx(post.attrs["elbo"], abs=4 * math.sqrt(2 / 100))
+
+
+@pytest.mark.parametrize("temperature", [0.25, 4.0])
+def test_tempered_optimum_scales_the_variances_by_the_temperature(conjugate_fit, temperature):
+    """q targets exp(log p(D, w) / T): the same Gaussian with variances T / lam, still
+    mean-field, and the tempered ELBO's maximum is log of its integral,
+    log Z_T = (log Z - sum log sqrt(2 pi / lam)) / T + sum log sqrt(2 pi T / lam).
+    Optimiser noise as in the untempered test (Adam is invariant to the scale, seeds 0-3 show
+    variance ratios within 0.94-1.07 at either temperature): allowed 0.25. The ELBO averages
+    n = 2000 draws: 4 SE = 4 sqrt(2 / n)."""
+    untempered, x, mean, precision, _ = conjugate_fit
+    post, caught = fit_conjugate(temperature=temperature, n_samples_predict=2000)
+    assert not caught and post.attrs["temperature"] == temperature
+    q_var = np.asarray(post.variational["std"].w, np.float64) ** 2
+    np.testing.assert_array_less(np.abs(q_var * precision / temperature - 1), 0.25)
+    var_ratio = q_var / np.asarray(untempered.variational["std"].w, np.float64) ** 2
+    np.testing.assert_array_less(np.abs(var_ratio / temperature - 1), 0.25)
+    sd = np.sqrt(temperature / precision)
+    np.testing.assert_array_less(np.abs(post.variational["mean"].w - mean) / sd, 0.25)
+    half_log_2pi_var = 0.5 * np.log(2 * math.pi / precision)
+    log_z = (log_evidence(x) - half_log_2pi_var.sum()) / temperature + np.sum(
+        half_log_2pi_var + 0.5 * math.log(temperature)
+    )
+    assert post.attrs["elbo"] == pytest.approx(log_z, abs=4 * math.sqrt(2 / 2000))
+
+
+def test_a_converged_fit_says_so_without_warning(conjugate_fit):
+    post, _, _, _, caught = conjugate_fit
+    assert not caught
+    attrs = post.attrs
+    assert attrs["elbo_converged"] is True and attrs["elbo_window"] == 750
+    assert attrs["elbo_improvement"] <= RISE_SE * attrs["elbo_improvement_se"]
+
+
+def test_a_too_short_fit_warns():
+    """300 epochs leave q's sds 60-80% short of the posterior's (the std starts at 1e-3), and
+    the ELBO is still climbing in the last quarter by many standard errors."""
+    post, caught = fit_conjugate(n_epochs=300, n_samples_predict=8)
+    assert [w.category for w in caught] == [UserWarning]
+    assert "run more epochs or raise the learning rate" in str(caught[0].message)
+    attrs = post.attrs
+    assert attrs["elbo_converged"] is False and attrs["elbo_window"] == 75
+    assert attrs["elbo_improvement"] > 3 * RISE_SE * attrs["elbo_improvement_se"]
+    _, _, _, precision = conjugate_problem()
+    assert np.all(np.asarray(post.variational["std"].w) * np.sqrt(precision) < 0.5)
+
+
+def test_elbo_trend_compares_the_last_two_quarters():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=400)
+    flat = elbo_trend(noise)
+    last, before = -noise[300:], -noise[200:300]
+    assert flat.window == 100
+    assert flat.improvement == pytest.approx(last.mean() - before.mean())
+    assert flat.se == pytest.approx(math.sqrt((last.var(ddof=1) + before.var(ddof=1)) / 100))
+    assert flat.converged  # noise alone
+    rising = elbo_trend(noise - 0.02 * np.arange(400))  # neg_elbo falling: the ELBO rising
+    assert not rising.converged and rising.improvement == pytest.approx(flat.improvement + 2)
+    assert elbo_trend(noise[:7]) is None and elbo_trend(noise[:8]).window == 2
 
 
 def test_init_mean_field_uses_softplus_std():
@@ -80,21 +146,23 @@ def test_init_mean_field_uses_softplus_std():
 def test_mfvi_on_digits(tmp_path):
     digits = load_digits().subset(300, 50, seed=0)
     model = MLP(64, (16,), 10, key=jax.random.key(0))
-    post = mfvi(
-        model,
-        Gaussian(1.0),
-        digits.x_train,
-        digits.y_train,
-        n_epochs=4,
-        batch_size=100,
-        learning_rate=0.01,
-        n_samples_predict=8,
-        init_std=0.05,
-        seed=2,
-        progress=False,
-    )
+    with pytest.warns(UserWarning, match="too few to check that the ELBO stopped improving"):
+        post = mfvi(
+            model,
+            Gaussian(1.0),
+            digits.x_train,
+            digits.y_train,
+            n_epochs=4,
+            batch_size=100,
+            learning_rate=0.01,
+            n_samples_predict=8,
+            init_std=0.05,
+            seed=2,
+            progress=False,
+        )
     assert isinstance(post, Posterior) and post.n_draws == 8 and not post.is_chain
     assert post.attrs["method"] == "mfvi" and math.isfinite(post.attrs["elbo"])
+    assert post.attrs["elbo_converged"] is None
     assert post.stats["neg_elbo"].shape == (4,)
     w = post.draws.layers[0].weight
     assert np.all(np.isfinite(w)) and float(np.std(w[0] - w[1])) > 0.01
@@ -103,6 +171,14 @@ def test_mfvi_on_digits(tmp_path):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
     loaded = Posterior.load(post.save(tmp_path / "mfvi.nc"), model)
     np.testing.assert_allclose(loaded.predict_proba(digits.x_test), proba, rtol=1e-6)
+    assert loaded.attrs == post.attrs
+    for name in ("mean", "std"):
+        got, fitted = loaded.variational[name], post.variational[name]
+        assert jax.tree.structure(got) == jax.tree.structure(fitted)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(fitted)):
+            np.testing.assert_array_equal(a, b)
+    std = post.variational["std"].layers[0].weight
+    assert std.shape == (16, 64) and np.all(std > 0)
 
 
 @pytest.mark.parametrize(
@@ -115,6 +191,10 @@ def test_mfvi_on_digits(tmp_path):
         ({"n_samples_predict": 0}, "n_samples_predict"),
         ({"init_std": 0.0}, "init_std"),
         ({"init_std": math.inf}, "init_std"),
+        ({"temperature": 0.0}, "temperature must be finite and > 0"),
+        ({"temperature": -1.0}, "temperature"),
+        ({"temperature": math.inf}, "temperature"),
+        ({"temperature": math.nan}, "temperature"),
     ],
 )
 def test_bad_settings_raise(kwargs, match):

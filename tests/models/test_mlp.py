@@ -52,32 +52,42 @@ def test_partition_combine_round_trip():
 
 
 @pytest.mark.parametrize(
-    ("in_features", "hidden", "n_classes"),
-    [(0, (4,), 3), (4, (0,), 3), (4, (4, -1), 3), (4, (4,), 1), (4, (4,), 0)],
+    ("in_features", "hidden", "n_outputs"),
+    [(0, (4,), 3), (4, (0,), 3), (4, (4, -1), 3), (4, (4,), 0), (4, (), 0), (-1, (), 1)],
 )
-def test_bad_sizes_raise(in_features, hidden, n_classes):
+def test_bad_sizes_raise(in_features, hidden, n_outputs):
     with pytest.raises(ValueError, match="MLP needs"):
-        MLP(in_features, hidden, n_classes, key=jax.random.key(0))
+        MLP(in_features, hidden, n_outputs, key=jax.random.key(0))
+
+
+def test_linear_model_with_one_output():
+    """hidden=() and one output: y = w.x + b, a Bayesian linear regression's network."""
+    model = MLP(3, (), 1, key=jax.random.key(5))
+    assert len(model.layers) == 1
+    x = np.array([0.5, -1.0, 2.0], np.float32)
+    expected = np.asarray(model.layers[0].weight) @ x + np.asarray(model.layers[0].bias)
+    np.testing.assert_allclose(model(x), expected, rtol=1e-6)
+    assert model(x).shape == (1,)
 
 
 @settings(max_examples=25, deadline=None)
 @given(
     in_features=st.integers(1, 12),
     hidden=st.lists(st.integers(1, 6), min_size=0, max_size=3),
-    n_classes=st.integers(2, 5),
+    n_outputs=st.integers(1, 5),
     batch=st.integers(1, 4),
 )
-def test_forward_shapes(in_features, hidden, n_classes, batch):
+def test_forward_shapes(in_features, hidden, n_outputs, batch):
     # abstract evaluation only: compiling every random architecture would be slow
     def build_and_run(key, x):
-        model = MLP(in_features, hidden, n_classes, key=key)
+        model = MLP(in_features, hidden, n_outputs, key=key)
         return model, model(x[0]), jax.vmap(model)(x)
 
     x = jax.ShapeDtypeStruct((batch, in_features), jnp.float32)
     model, one, many = eqx.filter_eval_shape(build_and_run, jax.random.key(0), x)
-    assert one.shape == (n_classes,)
-    assert many.shape == (batch, n_classes)
-    sizes = [in_features, *hidden, n_classes]
+    assert one.shape == (n_outputs,)
+    assert many.shape == (batch, n_outputs)
+    sizes = [in_features, *hidden, n_outputs]
     shapes = [(layer.weight.shape, layer.bias.shape) for layer in model.layers]
     assert shapes == [((b, a), (b,)) for a, b in itertools.pairwise(sizes)]
 

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from bnn_shift.models import param_paths, partition_params
+from bnn_shift.models import MLP, param_paths, partition_params
 from bnn_shift.priors import ByPath, Gaussian
 from bnn_shift.sklearn.build import (
     LearnedNoise,
@@ -14,7 +14,6 @@ from bnn_shift.sklearn.build import (
     build_prior,
     first_layer,
     fit_seeds,
-    mlp,
 )
 
 X = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
@@ -22,7 +21,8 @@ X = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
 
 @pytest.mark.parametrize(("hidden", "n_outputs"), [((5,), 1), ((), 1), ((5, 4), 3)])
 def test_mlp_has_the_asked_outputs_and_mlp_parameter_paths(hidden, n_outputs):
-    model = mlp(3, hidden, n_outputs, jax.random.key(0))
+    model = build_model("mlp", hidden, 3, n_outputs, jax.random.key(0))
+    assert isinstance(model, MLP)  # one output and no hidden layer need no special network
     assert model(X[0]).shape == (n_outputs,)
     n_layers = len(hidden) + 1
     expected = [f"layers.{i}.{p}" for i in range(n_layers) for p in ("weight", "bias")]
@@ -48,7 +48,7 @@ def test_named_data_priors_land_on_the_first_layer_of_wrapped_networks():
 
 
 def test_build_prior_accepts_objects_and_callables_and_rejects_the_rest():
-    first = first_layer(mlp(3, (5,), 2, jax.random.key(0)))
+    first = first_layer(build_model("mlp", (5,), 3, 2, jax.random.key(0)))
     given = Gaussian(0.3)
     assert build_prior(given, X, 1.0, first) is given
     assert build_prior(lambda x: Gaussian(float(len(x))), X, 1.0, first).scale == 20.0

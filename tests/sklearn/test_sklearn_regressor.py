@@ -47,6 +47,8 @@ def test_learned_noise_recovers_the_noise_level(line):
     x, y = line
     reg = BNNRegressor("map", hidden=(), epochs=500, learning_rate=0.05, random_state=0)
     reg.fit(x, y)
+    (layer,) = reg.posterior_.draw(0).net.layers  # hidden=(): a plain linear MLP, one output
+    assert layer.weight.shape == (1, 2) and layer.bias.shape == (1,)
     learned = float(np.exp(reg.posterior_.draws.log_noise[0, 0]) * reg.y_scale_[0])
     # the MAP noise is the residual RMS of a 3-parameter fit to 400 points: its relative
     # standard error is 1/sqrt(2n) = 3.5%
