@@ -149,7 +149,7 @@ def main() -> None:
                 iteration = build_block(kernel, lambda p, xe: xe, 1, 1, keep_positions=False)
                 cstate = jax.tree.map(lambda a: a[None], state)
                 calls["ours"] = lambda s=step, st=state: s(key, st, data, mh)
-                calls["driver"] = lambda it=iteration, st=cstate: it(key, 0, st, data, {}, 0)
+                calls["driver"] = lambda it=iteration, st=cstate: it(key, 0, 1, st, data, {}, 0)
             times, first = interleaved_times(calls, args.repeats)
         results[precision] = {
             name: {

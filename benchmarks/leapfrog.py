@@ -137,7 +137,7 @@ def main() -> None:
     if not args.no_driver:
         iteration = build_block(kernel, lambda p, xe: xe, 1, 1, keep_positions=False)
         chain_state = jax.tree.map(lambda a: a[None], state)
-        programs[DRIVER] = (iteration, (key, 0, chain_state, data, {}, 0))
+        programs[DRIVER] = (iteration, (key, 0, 1, chain_state, data, {}, 0))
     if not args.no_empcov:
         empcov = by_path({"layers.0.weight": EmpCov.from_data(x, scale=0.1), "*": prior})
         kernel_e = build_kernel(loglik_fn, empcov, params, step_size=h, n_steps=L)

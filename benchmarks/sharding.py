@@ -68,7 +68,7 @@ def child(args) -> None:
         data = place_data(x, y, mesh)
         q = place_chains(jax.tree.map(lambda a: np.broadcast_to(a, (c, *a.shape)), params), mesh)
         state = chains_init(q, data)
-        return lambda: iteration(key, 0, state, data, {}, 0)
+        return lambda: iteration(key, 0, 1, state, data, {}, 0)
 
     for title, build, unit in (
         ("1 chain, data split over the devices", one_chain, "kernel.step"),

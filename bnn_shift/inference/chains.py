@@ -82,8 +82,10 @@ def iterations_per_call(
     params: PyTree, n_chains: int, eval_sizes: Mapping[str, int], keep_draws: bool
 ) -> int:
     """Iterations one compiled block runs: as many as fit BLOCK_BYTES of per-iteration output
-    (kept positions and eval-set predictions, eval_sizes: name -> m * k), at most MAX_BLOCK."""
-    floats = sum(eval_sizes.values()) + keep_draws * sum(a.size for a in jax.tree.leaves(params))
+    (kept positions of `params`, one chain's arrays or shape structs, and eval-set predictions,
+    eval_sizes: name -> m * k), at most MAX_BLOCK."""
+    n_params = sum(math.prod(a.shape) for a in jax.tree.leaves(params))
+    floats = sum(eval_sizes.values()) + keep_draws * n_params
     return int(min(MAX_BLOCK, max(1, BLOCK_BYTES // (4 * n_chains * max(floats, 1)))))
 
 
@@ -96,8 +98,9 @@ def build_block(
     keep_positions: bool = True,
     traced_leaves: Mapping[str, int] | None = None,
 ):
-    """A jitted (key, start, state, data, eval_x, n_burnin) -> (state, BlockOutput) running
-    iterations start .. start + length - 1 of every chain; iteration i uses
+    """A jitted (key, start, stop, state, data, eval_x, n_burnin) -> (state, BlockOutput) running
+    iterations start .. min(start + length, stop) - 1 of every chain (rows past `stop` are
+    zeros, so a shorter last block reuses the same program); iteration i uses
     iteration_keys(key, i) and the MH test from i >= n_burnin on."""
     traced_leaves = dict(traced_leaves or {})
 
@@ -119,8 +122,8 @@ def build_block(
 
     step = single_step if n_chains == 1 else chains_step
 
-    def block(key, start, state: HMCState, data, eval_x, n_burnin):
-        def one(state, i):
+    def block(key, start, stop, state: HMCState, data, eval_x, n_burnin):
+        def run(state, i):
             state, info, probs = step(
                 iteration_keys(key, i, n_chains), state, data, i >= n_burnin, eval_x
             )
@@ -134,6 +137,14 @@ def build_block(
                 positions=state.position if keep_positions else None,
             )
             return state, out
+
+        shapes = jax.eval_shape(run, state, start)[1]
+
+        def skip(state, i):
+            return state, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+
+        def one(state, i):
+            return jax.lax.cond(i < stop, run, skip, state, i)
 
         return jax.lax.scan(one, state, start + jnp.arange(length))
 
@@ -189,17 +200,27 @@ def run_chains(
 
     keep: "all" post-burn-in states (the Markov chain) or only "accepted" ones (biased; the
     paper's code). block_length: iterations per compiled call and checkpoint (default: as many
-    as `iterations_per_call` allows); the chain does not depend on it.
+    as `iterations_per_call` allows; one program serves every block, the last one too); the
+    chain does not depend on it.
     """
     if keep not in KEEP_RULES:
         raise ValueError(f"keep must be one of {KEEP_RULES}, got {keep!r}")
     n_chains = int(state.logdensity.shape[0])
     eval_x = {name: x for name, (x, _) in eval_sets.items()}
     eval_y = {name: y for name, (_, y) in eval_sets.items()}
+    one_chain = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state.position)
     if block_length is None:
-        sizes = {n: _prediction_size(predict, state.position, x) for n, x in eval_x.items()}
-        block_length = iterations_per_call(state.position, n_chains, sizes, keep_draws)
-    blocks: dict[int, Callable] = {}
+        sizes = {n: _prediction_size(predict, one_chain, x) for n, x in eval_x.items()}
+        block_length = iterations_per_call(one_chain, n_chains, sizes, keep_draws)
+    block_length = min(block_length, n_iterations)
+    block = build_block(
+        kernel,
+        predict,
+        n_chains,
+        block_length,
+        keep_positions=keep_draws,
+        traced_leaves=traced_leaves,
+    )
     record = ChainRun(stats={}, trace={}, sums={}, counts=np.zeros(n_chains, np.int64))
     stats_rows: list[dict[str, np.ndarray]] = []
     trace_rows: list[dict[str, np.ndarray]] = []
@@ -218,16 +239,9 @@ def run_chains(
         while record.completed < n_iterations:
             start = record.completed
             length = min(block_length, n_iterations - start)
-            if length not in blocks:
-                blocks[length] = build_block(
-                    kernel,
-                    predict,
-                    n_chains,
-                    length,
-                    keep_positions=keep_draws,
-                    traced_leaves=traced_leaves,
-                )
-            state, out = blocks[length](key, jnp.asarray(start), state, data, eval_x, n_burnin)
+            state, out = block(
+                key, jnp.asarray(start), jnp.asarray(start + length), state, data, eval_x, n_burnin
+            )
             out = to_host(out)
             for row in range(length):
                 _record_iteration(
@@ -254,10 +268,9 @@ def run_chains(
     return record
 
 
-def _prediction_size(predict: PredictFn, positions: PyTree, x: jax.Array) -> int:
+def _prediction_size(predict: PredictFn, params_like: PyTree, x: jax.Array) -> int:
     """m * k: the number of floats one chain's predictions on x take."""
-    one = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), positions)
-    return math.prod(jax.eval_shape(predict, one, x).shape)
+    return math.prod(jax.eval_shape(predict, params_like, x).shape)
 
 
 def _record_iteration(

@@ -11,6 +11,8 @@ from bnn_shift.priors import Gaussian
 
 
 def main(run_dir: str, n_iterations: int, n_chains: int, out: str = "") -> None:
+    """With a run_dir: two iterations per compiled call and checkpoint, so the run can be
+    killed between checkpoints; without: the automatic block (the whole run in one call)."""
     data = load_digits().subset(200, 50, seed=0)
     model = MLP(data.n_features, (16,), data.n_classes, key=jax.random.key(0))
     hmc(
@@ -26,6 +28,7 @@ def main(run_dir: str, n_iterations: int, n_chains: int, out: str = "") -> None:
         init="prior",
         eval_sets={"test": (data.x_test, data.y_test)},
         run_dir=run_dir or None,
+        iterations_per_call=2 if run_dir else None,
         seed=5,
         progress=False,
     ).save(out or f"{run_dir}/posterior.nc")

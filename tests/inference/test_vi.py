@@ -1,23 +1,33 @@
 """Tests for bnn_shift.inference.mfvi: exactness on a conjugate model whose posterior is
-mean-field (tempered too), the ELBO against the exact log evidence, the convergence check,
-and the engine contract on digits."""
+mean-field (tempered too), the ELBO against the exact log evidence, the convergence check (at
+the optimum with 4 and 160 parameters, and on fits stopped short), and the engine contract on
+digits."""
 
 from __future__ import annotations
 
 import math
 import warnings
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from bnn_shift.data import load_digits
-from bnn_shift.inference import Posterior
-from bnn_shift.inference.vi import RISE_SE, elbo_trend, init_mean_field, mfvi
+from bnn_shift.inference import Posterior, gaussian_likelihood
+from bnn_shift.inference.vi import (
+    MEAN_DRIFT_TOL,
+    STD_DRIFT_TOL,
+    init_mean_field,
+    mfvi,
+    q_drift,
+    window_bounds,
+)
 from bnn_shift.models import MLP
 from bnn_shift.priors import Gaussian
 
-from .test_sgmcmc import PRIOR_STD, conjugate_problem, log_evidence, regression_model
+from .test_sgmcmc import NOISE_STD, PRIOR_STD, conjugate_problem, log_evidence, regression_model
 
 N_SAMPLES = 20_000
 
@@ -102,38 +112,114 @@ def test_tempered_optimum_scales_the_variances_by_the_temperature(conjugate_fit,
 
 
 def test_a_converged_fit_says_so_without_warning(conjugate_fit):
+    """At the optimum q only jitters: seeds 0-24 of this fit read mean drifts 0.01-0.11 (RMS
+    over the 4 parameters) and sd drifts 0.01-0.05."""
     post, _, _, _, caught = conjugate_fit
     assert not caught
     attrs = post.attrs
-    assert attrs["elbo_converged"] is True and attrs["elbo_window"] == 750
-    assert attrs["elbo_improvement"] <= RISE_SE * attrs["elbo_improvement_se"]
+    assert attrs["elbo_converged"] is True and attrs["drift_window"] == 750
+    assert 0 < attrs["q_mean_drift"] <= attrs["q_mean_drift_max"]
+    assert 0 < attrs["q_std_drift"] <= attrs["q_std_drift_max"]
+    assert attrs["q_mean_drift"] < MEAN_DRIFT_TOL and attrs["q_std_drift"] < STD_DRIFT_TOL
 
 
-def test_a_too_short_fit_warns():
-    """300 epochs leave q's sds 60-80% short of the posterior's (the std starts at 1e-3), and
-    the ELBO is still climbing in the last quarter by many standard errors."""
-    post, caught = fit_conjugate(n_epochs=300, n_samples_predict=8)
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"n_epochs": 300},
+        {"learning_rate": 0.003},
+        {"learning_rate": 0.0003},
+    ],
+    ids=["300-epochs", "lr-0.003", "lr-0.0003"],
+)
+def test_a_fit_stopped_short_warns(settings):
+    """300 epochs, or 3000 at learning rate 0.003, leave q's sds 60-80% short of the
+    posterior's (the std starts at 1e-3), and they still grow together in the last quarter: sd
+    drift 0.34, over 3 times the tolerance. At learning rate 0.0003 the sds have barely left
+    1e-3, and the means' steps are many of those sds (mean drift ~15)."""
+    post, caught = fit_conjugate(n_samples_predict=8, **settings)
     assert [w.category for w in caught] == [UserWarning]
     assert "run more epochs or raise the learning rate" in str(caught[0].message)
     attrs = post.attrs
-    assert attrs["elbo_converged"] is False and attrs["elbo_window"] == 75
-    assert attrs["elbo_improvement"] > 3 * RISE_SE * attrs["elbo_improvement_se"]
+    assert attrs["elbo_converged"] is False
+    assert attrs["drift_window"] == settings.get("n_epochs", 3000) // 4
+    if settings.get("learning_rate") == 0.0003:
+        assert attrs["q_mean_drift"] > 10 * MEAN_DRIFT_TOL
+    else:
+        assert attrs["q_std_drift"] > 3 * STD_DRIFT_TOL
     _, _, _, precision = conjugate_problem()
     assert np.all(np.asarray(post.variational["std"].w) * np.sqrt(precision) < 0.5)
 
 
-def test_elbo_trend_compares_the_last_two_quarters():
-    rng = np.random.default_rng(0)
-    noise = rng.normal(size=400)
-    flat = elbo_trend(noise)
-    last, before = -noise[300:], -noise[200:300]
-    assert flat.window == 100
-    assert flat.improvement == pytest.approx(last.mean() - before.mean())
-    assert flat.se == pytest.approx(math.sqrt((last.var(ddof=1) + before.var(ddof=1)) / 100))
-    assert flat.converged  # noise alone
-    rising = elbo_trend(noise - 0.02 * np.arange(400))  # neg_elbo falling: the ELBO rising
-    assert not rising.converged and rising.improvement == pytest.approx(flat.improvement + 2)
-    assert elbo_trend(noise[:7]) is None and elbo_trend(noise[:8]).window == 2
+K_COPIES = 40  # 4 * 40 = 160 parameters
+
+
+def test_many_parameters_at_the_optimum_are_not_flagged():
+    """K copies of the conjugate regression in one model (weight (K, 4), every output fitted to
+    the same targets under a Gaussian likelihood): K independent exact problems, 160 parameters
+    whose mean-field optimum is the exact posterior. The fit lands on it (errors within the
+    optimiser noise of `test_mfvi_recovers_a_diagonal_gaussian_posterior`), yet the ELBO's
+    mean over the last quarter exceeds the quarter before by over 3 standard errors (4.3: the
+    old criterion's false alarm, as the shrinking step damps the jitter of 160 parameters; 3.8
+    to 4.7 over seeds 0-2 at 3000 and 6000 epochs). The drifts' root mean squares do not grow
+    with the number of parameters (0.056 and 0.030), though the worst single mean's does
+    (0.20)."""
+    x, _, mean, precision = conjugate_problem()
+    phi, t = x[:, :4], x[:, 4]
+    model = eqx.nn.Linear(4, K_COPIES, use_bias=False, key=jax.random.key(0))
+    model = eqx.tree_at(lambda m: m.weight, model, jnp.zeros((K_COPIES, 4)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        post = mfvi(
+            model,
+            Gaussian(PRIOR_STD),
+            phi,
+            np.tile(t[:, None], (1, K_COPIES)),
+            n_epochs=3000,
+            learning_rate=0.03,
+            n_samples_predict=8,
+            likelihood=gaussian_likelihood(NOISE_STD),
+            progress=False,
+        )
+    sd = 1 / np.sqrt(precision)
+    q_mean, q_std = post.variational["mean"].weight, post.variational["std"].weight
+    assert q_mean.shape == (K_COPIES, 4)
+    np.testing.assert_array_less(np.abs(q_mean - mean) / sd, 0.25)
+    np.testing.assert_array_less(np.abs(q_std / sd - 1), 0.25)
+    elbo = -post.stats["neg_elbo"]
+    before, last = elbo[1500:2250], elbo[2250:]
+    se = math.sqrt((before.var(ddof=1) + last.var(ddof=1)) / 750)
+    assert last.mean() - before.mean() > 3 * se
+    assert not caught
+    attrs = post.attrs
+    assert attrs["elbo_converged"] is True
+    assert attrs["q_mean_drift"] < MEAN_DRIFT_TOL and attrs["q_std_drift"] < STD_DRIFT_TOL
+    assert attrs["q_mean_drift_max"] > MEAN_DRIFT_TOL
+
+
+def test_q_drift_compares_the_last_two_windows():
+    """Sums over windows of 10 epochs, relative to a reference: the averages' changes, the means'
+    in units of the last window's sd."""
+    window = 10
+    ref = ({"a": np.zeros(4), "b": np.ones(1)}, {"a": np.log([0.5, 1, 1, 1]), "b": np.zeros(1)})
+    before = ({"a": np.zeros(4), "b": np.zeros(1)}, {"a": np.zeros(4), "b": np.zeros(1)})
+    last = (
+        {"a": window * np.array([0.05, 0.0, -0.1, 0.0]), "b": np.zeros(1)},
+        {"a": np.zeros(4), "b": window * np.array([0.2])},
+    )
+    drift = q_drift(before, last, ref, window)
+    mean = np.array([0.1, 0, 0.1, 0, 0])  # 0.05 of sd 0.5, 0.1 of sd 1
+    std = np.array([0, 0, 0, 0, 0.2])
+    assert drift.window == window
+    assert drift.mean == pytest.approx(np.sqrt(np.mean(mean**2)), rel=1e-5)
+    assert drift.std == pytest.approx(np.sqrt(np.mean(std**2)), rel=1e-5)
+    assert drift.mean_max == pytest.approx(0.1, rel=1e-5)
+    assert drift.std_max == pytest.approx(0.2, rel=1e-5)
+    assert drift.converged  # RMS 0.063 and 0.089
+    assert not drift._replace(std=STD_DRIFT_TOL).converged
+    assert not drift._replace(mean=MEAN_DRIFT_TOL).converged
+    assert window_bounds(7) is None and window_bounds(8) == (4, 6)
+    assert window_bounds(9) == (5, 7)
 
 
 def test_init_mean_field_uses_softplus_std():
@@ -146,7 +232,7 @@ def test_init_mean_field_uses_softplus_std():
 def test_mfvi_on_digits(tmp_path):
     digits = load_digits().subset(300, 50, seed=0)
     model = MLP(64, (16,), 10, key=jax.random.key(0))
-    with pytest.warns(UserWarning, match="too few to check that the ELBO stopped improving"):
+    with pytest.warns(UserWarning, match="too few to check that q stopped moving"):
         post = mfvi(
             model,
             Gaussian(1.0),
@@ -162,7 +248,7 @@ def test_mfvi_on_digits(tmp_path):
         )
     assert isinstance(post, Posterior) and post.n_draws == 8 and not post.is_chain
     assert post.attrs["method"] == "mfvi" and math.isfinite(post.attrs["elbo"])
-    assert post.attrs["elbo_converged"] is None
+    assert post.attrs["elbo_converged"] is None and post.attrs["q_mean_drift"] is None
     assert post.stats["neg_elbo"].shape == (4,)
     w = post.draws.layers[0].weight
     assert np.all(np.isfinite(w)) and float(np.std(w[0] - w[1])) > 0.01
