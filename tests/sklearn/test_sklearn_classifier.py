@@ -150,14 +150,22 @@ def test_nuts_warms_up_for_n_burnin_and_keeps_the_rest(blobs, monkeypatch):
         BNNClassifier("nuts", n_iterations=5, n_burnin=5).fit(x, y)
 
 
-def test_a_sampler_without_draws_is_an_error(blobs, monkeypatch):
+def test_a_chain_that_never_moves_is_an_error(blobs, monkeypatch):
     def rejecting_everything(problem, settings):
         params, static = partition_params(problem.model)
         return Posterior(static, empty_draws(params), attrs={"step_size": 0.5})
 
     monkeypatch.setitem(engines.ENGINES, "hmc", rejecting_everything)
-    with pytest.raises(RuntimeError, match=r"hmc kept no draws.*step size 0.5"):
+    with pytest.raises(RuntimeError, match=r"hmc never moved.*step size 0.5"):
         BNNClassifier("hmc", hidden=(4,)).fit(*blobs)
+
+
+def test_a_real_chain_rejecting_every_proposal_is_an_error(blobs):
+    """A step far above the stability limit: every trajectory diverges and is refused."""
+    huge_step = BNNClassifier("hmc", hidden=(4,), step_size=50.0, n_iterations=3, n_burnin=1)
+    with pytest.warns(UserWarning, match="accepted no proposal after burn-in"):
+        with pytest.raises(RuntimeError, match=r"hmc never moved.*step size 50"):
+            huge_step.fit(*blobs)
 
 
 def test_priors_by_name_object_or_callable(blobs):
