@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> None:
     for method, posterior in result.posteriors.items():
         rate, rhat = acceptance_rate(posterior), max_rhat(posterior)
         if rate is not None:
-            checked = "R-hat unchecked (1 chain)" if rhat is None else f"max R-hat {rhat:.2f}"
+            checked = "R-hat unchecked (1 chain)" if rhat is None else f"max R-hat {rhat:.3g}"
             flag = "" if posterior.attrs.get("converged") in (True, None) else " NOT CONVERGED"
             print(f"{method}: {posterior.n_draws} draws averaged, acceptance rate {rate:.2f}, "
                   f"{checked}{flag}")  # fmt: skip

@@ -58,7 +58,7 @@ def _converged_text(attrs: dict) -> str:
         return "unchecked (R-hat needs >= 2 chains)"
     worst = max(v["r_hat"] for v in convergence.values())
     return (
-        f"yes (max R-hat {worst:.3f})" if attrs.get("converged") else f"NO (max R-hat {worst:.3f})"
+        f"yes (max R-hat {worst:.4g})" if attrs.get("converged") else f"NO (max R-hat {worst:.4g})"
     )
 
 
