@@ -300,7 +300,7 @@ def _record_iteration(
     kept = sampled & info.accepted if keep == "accepted" else sampled
     for name, p in probs.items():
         record.sums.setdefault(name, np.zeros_like(p))
-        record.sums[name] += kept[:, None, None] * p
+        record.sums[name] += kept.reshape(-1, *(1,) * (p.ndim - 1)) * p  # (C, m, ...)
     record.counts += kept
     if keep_draws and (i - n_burnin) % thin == 0:
         _keep(record, jax.tree.map(lambda a: a[row], out.positions), kept, i, run_dir)

@@ -282,3 +282,23 @@ def test_models_run_under_hmc(name, icl, char_lm, forecaster):
     assert all(d.shape == (2, *s.shape) for d, s in zip(draws, start))
     assert all(np.all(np.isfinite(d)) for d in draws)
     assert any(not np.allclose(d[-1], s) for d, s in zip(draws, start))
+
+
+@pytest.mark.parametrize("name", ["char_lm", "forecaster"])
+def test_sequence_predictions_are_averaged_over_chains(name, icl, char_lm, forecaster):
+    """Running averages of per-position predictions (m, T, ...) with several chains and an
+    unlabelled eval set equal the mean of every kept draw's predictions."""
+    model, x, y, likelihood = _hmc_case(name, icl, char_lm, forecaster)
+    probe = x[:3]  # m = 3 differs from the 2 chains, so a misaligned broadcast cannot pass
+    posterior = hmc(
+        model, Gaussian(0.1), x, y, likelihood=likelihood, step_size=1e-3,
+        trajectory_length=2e-3, n_iterations=3, n_burnin=1, n_chains=2,
+        eval_sets={"probe": probe}, progress=False,
+    )  # fmt: skip
+    each = [
+        likelihood.predict(
+            jax.tree.map(lambda d, i=i: jnp.asarray(d[i]), posterior.draws), posterior.static, probe
+        )
+        for i in range(posterior.n_draws)
+    ]
+    np.testing.assert_allclose(posterior.predictions["probe"], np.mean(each, axis=0), rtol=1e-5)
