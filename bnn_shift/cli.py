@@ -58,8 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "out", None):
             write_config(args, args.out)
         args.run(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)
         return 130
     except Exception as err:
         if args.debug:

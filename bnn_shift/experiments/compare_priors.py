@@ -249,7 +249,11 @@ def compare_priors(
 ) -> ComparePriorsResult:
     """Fit every configured method, evaluate under the noise sweep, and write results to out_dir."""
     data = load_data(config)
-    posteriors = {m: fit_method(m, config, data, progress) for m in config.methods}
+    posteriors = {}
+    for method in config.methods:
+        posteriors[method] = fit_method(method, config, data, progress)
+        if posteriors[method].attrs.get("interrupted"):
+            stop_interrupted(method, posteriors[method], out_dir)
     table = evaluate(
         posteriors,
         data.x_test,
@@ -263,6 +267,16 @@ def compare_priors(
     if out_dir is not None:
         write_results(result, Path(out_dir))
     return result
+
+
+def stop_interrupted(method: str, posterior: Posterior, out_dir: str | Path | None) -> None:
+    """Ctrl-C during a fit stops the whole comparison, after saving what that fit drew."""
+    saved = ""
+    if out_dir is not None:
+        saved = (
+            f"; its draws so far are in {posterior.save(Path(out_dir) / f'posterior-{method}.nc')}"
+        )
+    raise KeyboardInterrupt(f"interrupted while fitting {method}{saved}")
 
 
 def write_results(result: ComparePriorsResult, out: Path) -> None:

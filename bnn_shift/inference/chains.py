@@ -59,6 +59,7 @@ class ChainRun:
     draws: list[tuple[int, PyTree]] = field(default_factory=list)  # (chain, params) kept draws
     streamed: tuple[PyTree, np.ndarray] | None = None  # run_dir: (memory-mapped draws, chains)
     completed: int = 0  # iterations done
+    interrupted: bool = False  # stopped by Ctrl-C before n_iterations
 
 
 class BlockOutput(NamedTuple):
@@ -254,6 +255,7 @@ def run_chains(
                 _checkpoint(Path(run_dir), state, record, stats_rows, trace_rows, fingerprint)
             _show(bar, stats_rows, n_burnin, record.counts, length)
     except KeyboardInterrupt:
+        record.interrupted = True
         warnings.warn(
             f"HMC interrupted after {record.completed} of {n_iterations} iterations; returning "
             "what was drawn" + (f" (resume from {run_dir})" if run_dir else ""),

@@ -107,7 +107,7 @@ def hmc(
         same whatever it is.
     With n_chains >= 2, function-space R-hat and ESS are computed (attrs["convergence"]) and a
     warning is raised when any R-hat exceeds 1.1.
-    Interrupting (Ctrl-C) returns the posterior drawn so far.
+    Interrupting (Ctrl-C) returns the posterior drawn so far, with attrs["interrupted"] True.
     """
     _check_settings(n_iterations, n_burnin, temperature, n_chains, thin, init, iterations_per_call)
     check_step_jitter(step_jitter)
@@ -188,6 +188,7 @@ def hmc(
     attrs = settings | {
         "method": "hmc",
         "n_iterations": run.completed,
+        "interrupted": run.interrupted,
         "n_burnin": n_burnin,
         "n_chains": n_chains,
         "seed": seed,

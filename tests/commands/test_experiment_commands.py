@@ -24,7 +24,7 @@ from bnn_shift.experiments.compare_priors import (
 )
 from bnn_shift.experiments.prior_zoo import make_prior
 from bnn_shift.inference import Posterior
-from bnn_shift.models import param_paths, partition_params
+from bnn_shift.models import MLP, param_paths, partition_params
 
 
 def test_icl_command_passes_its_flags_and_prints_the_table(tmp_path, capsys, monkeypatch):
@@ -127,3 +127,27 @@ def test_attention_priors_take_empcov_first_and_put_the_gains_at_one_std():
     n_gains = sum(leaves[paths.index(p)].size for p in gains)
     change = float(prior.log_prob(params) - empcov.log_prob(params))
     assert change == pytest.approx(n_gains * (49.5 - np.log(10.0)), abs=0.05)
+
+
+def test_ctrl_c_during_a_fit_stops_compare_priors_after_saving_its_draws(
+    tmp_path, capsys, monkeypatch
+):
+    """Ctrl-C is simulated in the driver's progress update after the first block: the HMC fit
+    returns what it drew, and the command stops there instead of fitting the next prior."""
+    from bnn_shift.inference import chains
+
+    def press_ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(chains, "_show", press_ctrl_c)
+    out = tmp_path / "run"
+    args = ["compare-priors", "--dataset", "digits", "--hidden", "8", "--n-train", "60"]
+    args += ["--n-test", "20", "--priors", "gaussian,empcov", "--no-map", "--n-iterations", "4"]
+    args += ["--n-burnin", "1", "--step-size", "1e-3", "--quiet", "--out", str(out)]
+    assert main(args) == 130
+    assert "interrupted while fitting hmc-gaussian" in capsys.readouterr().err
+    model_like = MLP(64, (8,), 10, key=jax.random.key(0))
+    posterior = Posterior.load(out / "posterior-hmc-gaussian.nc", model_like)
+    assert posterior.attrs["interrupted"] and posterior.n_draws > 0
+    assert not (out / "posterior-hmc-empcov.nc").exists()
+    assert not (out / "metrics.csv").exists()
