@@ -15,6 +15,7 @@ being left, which widens the draws (sd ~10% too large at acceptance 0.4).
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ STATE_FILE = "checkpoint.npz"
 DRAWS_DIR = "draws"
 BLOCK_BYTES = 4 * 2**20  # device output of one compiled block: bounds its number of iterations
 MAX_BLOCK = 100  # iterations per compiled call at most (and per checkpoint)
+BLOCK_SECONDS = 2.0  # wall time an automatic block aims at: progress, Ctrl-C and checkpoints
 
 PredictFn = Callable[[PyTree, jax.Array], jax.Array]  # (params, x (m, ...)) -> probs (m, k)
 
@@ -88,6 +90,13 @@ def iterations_per_call(
     n_params = sum(math.prod(a.shape) for a in jax.tree.leaves(params))
     floats = sum(eval_sizes.values()) + keep_draws * n_params
     return int(min(MAX_BLOCK, max(1, BLOCK_BYTES // (4 * n_chains * max(floats, 1)))))
+
+
+def next_block_length(seconds: float, n_run: int, cap: int) -> int:
+    """Iterations for the next automatic block, from the last block's time (n_run iterations in
+    `seconds`): as many as fit BLOCK_SECONDS, between 1 and cap."""
+    per_iteration = max(seconds / n_run, 1e-9)
+    return int(min(cap, max(1, math.floor(BLOCK_SECONDS / per_iteration + 1e-9))))
 
 
 def build_block(
@@ -200,9 +209,10 @@ def run_chains(
     run_dir's checkpoint when there is one. Interrupting returns what was done so far.
 
     keep: "all" post-burn-in states (the Markov chain) or only "accepted" ones (biased; the
-    paper's code). block_length: iterations per compiled call and checkpoint (default: as many
-    as `iterations_per_call` allows; one program serves every block, the last one too); the
-    chain does not depend on it.
+    paper's code). block_length: iterations per compiled call and checkpoint. By default
+    blocks adapt: one iteration for the first two calls (the first compiles), then as many as
+    take about BLOCK_SECONDS, capped by `iterations_per_call`'s memory rule; one program serves
+    every length. The chain does not depend on the block lengths.
     """
     if keep not in KEEP_RULES:
         raise ValueError(f"keep must be one of {KEEP_RULES}, got {keep!r}")
@@ -210,10 +220,12 @@ def run_chains(
     eval_x = {name: x for name, (x, _) in eval_sets.items()}
     eval_y = {name: y for name, (_, y) in eval_sets.items()}
     one_chain = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state.position)
-    if block_length is None:
+    adaptive = block_length is None
+    if adaptive:
         sizes = {n: _prediction_size(predict, one_chain, x) for n, x in eval_x.items()}
         block_length = iterations_per_call(one_chain, n_chains, sizes, keep_draws)
     block_length = min(block_length, n_iterations)
+    next_length, n_calls = (1 if adaptive else block_length), 0
     block = build_block(
         kernel,
         predict,
@@ -239,11 +251,15 @@ def run_chains(
     try:
         while record.completed < n_iterations:
             start = record.completed
-            length = min(block_length, n_iterations - start)
+            length = min(next_length, n_iterations - start)
+            started = time.perf_counter()
             state, out = block(
                 key, jnp.asarray(start), jnp.asarray(start + length), state, data, eval_x, n_burnin
             )
             out = to_host(out)
+            n_calls += 1
+            if adaptive and n_calls >= 2:  # the first call's time includes compiling
+                next_length = next_block_length(time.perf_counter() - started, length, block_length)
             for row in range(length):
                 _record_iteration(
                     record, stats_rows, trace_rows, out, row, start + row, eval_y,

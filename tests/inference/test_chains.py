@@ -6,6 +6,7 @@ import pytest
 
 from bnn_shift.data import load_digits
 from bnn_shift.inference import hmc
+from bnn_shift.inference.chains import BLOCK_SECONDS, next_block_length
 from bnn_shift.models import MLP
 from bnn_shift.priors import Gaussian
 
@@ -108,3 +109,12 @@ def test_traced_parameters_and_constant_stats_round_trip(data, tmp_path):
     assert tree["posterior"]["layers.1.bias"].dims == ("chain", "draw", "layers.1.bias_dim_0")
     with pytest.raises(ValueError, match="not parameters"):
         fit(data, trace_params=("layers.9.bias",))
+
+
+@pytest.mark.parametrize(
+    ("seconds", "n_run", "cap", "expected"),
+    [(0.01, 1, 100, 100), (1.0, 10, 100, 20), (30.0, 1, 100, 1), (0.5, 1, 3, 3)],
+)
+def test_automatic_blocks_aim_at_a_few_seconds(seconds, n_run, cap, expected):
+    assert BLOCK_SECONDS == 2.0
+    assert next_block_length(seconds, n_run, cap) == expected
