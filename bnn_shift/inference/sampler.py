@@ -102,9 +102,10 @@ def hmc(
     likelihood: "categorical" (classifier logits), "gaussian" or a `Likelihood` such as
         gaussian_likelihood(noise_std) for regression; eval-set predictions are then means, and
         labelled eval sets (traced as accuracies) need "categorical".
-    iterations_per_call: iterations per compiled call and per checkpoint; default: up to 100
-        for small models (where per-call overhead dominates), 1 for large ones. The chain is the
-        same whatever it is.
+    iterations_per_call: iterations per compiled call and per checkpoint; default: adapted to
+        take about 2 s a call (up to 100 for small models, where per-call overhead dominates; 1
+        for slow iterations, which keep their progress bar, Ctrl-C and checkpoints). The chain
+        is the same whatever it is.
     With n_chains >= 2, function-space R-hat and ESS are computed (attrs["convergence"]) and a
     warning is raised when any R-hat exceeds 1.1.
     Interrupting (Ctrl-C) returns the posterior drawn so far, with attrs["interrupted"] True.
