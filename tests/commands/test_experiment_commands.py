@@ -132,14 +132,18 @@ def test_attention_priors_take_empcov_first_and_put_the_gains_at_one_std():
 def test_ctrl_c_during_a_fit_stops_compare_priors_after_saving_its_draws(
     tmp_path, capsys, monkeypatch
 ):
-    """Ctrl-C is simulated in the driver's progress update after the first block: the HMC fit
+    """Ctrl-C is simulated in the driver's progress update after two iterations: the HMC fit
     returns what it drew, and the command stops there instead of fitting the next prior."""
     from bnn_shift.inference import chains
 
-    def press_ctrl_c(*args, **kwargs):
-        raise KeyboardInterrupt
+    shown = chains._show
 
-    monkeypatch.setattr(chains, "_show", press_ctrl_c)
+    def press_ctrl_c_after_two_blocks(bar, stats_rows, *args):
+        shown(bar, stats_rows, *args)
+        if len(stats_rows) >= 2:  # automatic blocks: 1 burn-in iteration, then a kept one
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(chains, "_show", press_ctrl_c_after_two_blocks)
     out = tmp_path / "run"
     args = ["compare-priors", "--dataset", "digits", "--hidden", "8", "--n-train", "60"]
     args += ["--n-test", "20", "--priors", "gaussian,empcov", "--no-map", "--n-iterations", "4"]
