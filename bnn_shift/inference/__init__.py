@@ -1,6 +1,5 @@
 """Inference engines (full-batch HMC, MAP) and the `Posterior` they return."""
 
-from bnn_shift.inference.convergence import check_convergence, function_space_rhat, stuck_chains
 from bnn_shift.inference.ensemble import deep_ensemble
 from bnn_shift.inference.kernel import (
     HMCInfo,
@@ -50,10 +49,8 @@ __all__ = [
     "StabilityCheck",
     "StepSizeTuning",
     "build_kernel",
-    "check_convergence",
     "deep_ensemble",
     "default_trajectory_length",
-    "function_space_rhat",
     "gaussian_likelihood",
     "hmc",
     "map_fit",
@@ -69,7 +66,6 @@ __all__ = [
     "sequence_gaussian_likelihood",
     "sgld",
     "stable_step_size",
-    "stuck_chains",
     "to_params",
     "tune_step_size",
 ]
