@@ -83,8 +83,8 @@ def run(args: argparse.Namespace) -> None:
         ComparePriorsConfig,
         acceptance_rate,
         compare_priors,
-        max_rhat,
     )
+    from bnn_shift.inference.convergence import max_rhat
     from bnn_shift.shift import pivot_metric
 
     given = {k: getattr(args, k) for k in args.config_fields if getattr(args, k) is not None}
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> None:
     result = compare_priors(config, out_dir=args.out, progress=not args.quiet)
     print(f"\ndataset: {result.dataset} (train {result.n_train}, test {result.n_test})")
     for method, posterior in result.posteriors.items():
-        rate, rhat = acceptance_rate(posterior), max_rhat(posterior)
+        rate, rhat = acceptance_rate(posterior), max_rhat(posterior.attrs)
         if rate is not None:
             checked = "R-hat unchecked (1 chain)" if rhat is None else f"max R-hat {rhat:.3g}"
             flag = "" if posterior.attrs.get("converged") in (True, None) else " NOT CONVERGED"

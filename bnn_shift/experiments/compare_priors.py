@@ -16,6 +16,7 @@ from bnn_shift.attention import LayerNorm
 from bnn_shift.data import DataNotFoundError, Dataset, load_dataset
 from bnn_shift.experiments.prior_zoo import PRIORS, FirstLayer, make_prior
 from bnn_shift.inference import Posterior, default_trajectory_length, hmc, map_fit
+from bnn_shift.inference.convergence import max_rhat
 from bnn_shift.inference.kernel import DEFAULT_STEP_JITTER
 from bnn_shift.models import MLP, AttentionClassifier, LeNet5
 from bnn_shift.models.params import PyTree
@@ -298,7 +299,7 @@ def write_results(result: ComparePriorsResult, out: Path) -> None:
         method: {
             "acceptance_rate": acceptance_rate(p),
             "n_draws": p.n_draws,
-            "r_hat": max_rhat(p),
+            "r_hat": max_rhat(p.attrs),
             "converged": p.attrs.get("converged"),
             "convergence": p.attrs.get("convergence"),
             "seconds": p.attrs.get("seconds"),
@@ -314,11 +315,3 @@ def acceptance_rate(posterior: Posterior) -> float | None:
     if "mh" not in stats or not stats["mh"].any():
         return None
     return float(np.mean(stats["acceptance_rate"][stats["mh"]]))
-
-
-def max_rhat(posterior: Posterior) -> float | None:
-    """The largest function-space R-hat of a multi-chain sampler run; None when unchecked."""
-    convergence = posterior.attrs.get("convergence")
-    if not isinstance(convergence, dict) or not convergence:
-        return None
-    return max(v["r_hat"] for v in convergence.values())

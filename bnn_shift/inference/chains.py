@@ -3,8 +3,9 @@
 One compiled call runs a block of iterations (every chain's trajectory, accept test and eval-set
 predictions, scanned); the host then accumulates per-chain model averages and stats row by row,
 streams kept draws to disk when a run directory is given, and checkpoints after every block, so
-a killed run resumes to exactly the chain an uninterrupted run would have produced. Blocks are
-long for small models (the per-call overhead dominates them) and one iteration for large ones.
+a killed run resumes to exactly the chain an uninterrupted run would have produced. Block
+lengths adapt to about BLOCK_SECONDS of work: long for small models (the per-call overhead
+dominates them), one iteration where iterations are slow.
 
 Every post-burn-in iteration contributes its state, accepted or not: a Metropolis chain that
 rejects stays where it is, and that state counts again. keep="accepted" averages accepted states
@@ -256,7 +257,7 @@ def run_chains(
             state, out = block(
                 key, jnp.asarray(start), jnp.asarray(start + length), state, data, eval_x, n_burnin
             )
-            out = to_host(out)
+            out = to_host(jax.tree.map(lambda a, n=length: a[:n], out))  # only the rows run
             n_calls += 1
             if adaptive and n_calls >= 2:  # the first call's time includes compiling
                 next_length = next_block_length(time.perf_counter() - started, length, block_length)

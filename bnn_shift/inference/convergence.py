@@ -35,6 +35,14 @@ def function_space_rhat(trace: dict[str, np.ndarray], n_burnin: int) -> dict[str
     return out
 
 
+def max_rhat(attrs: dict) -> float | None:
+    """The largest function-space R-hat recorded in a posterior's attrs; None when unchecked."""
+    convergence = attrs.get("convergence")
+    if not isinstance(convergence, dict) or not convergence:
+        return None
+    return max(v["r_hat"] for v in convergence.values())
+
+
 def stuck_chains(posterior: Posterior) -> list[int]:
     """Chains that accepted no proposal after burn-in (their draws all repeat one state)."""
     accepted = posterior.stats.get("accepted")

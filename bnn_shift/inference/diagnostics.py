@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bnn_shift.inference.convergence import max_rhat
+
 
 def open_run(path: str | Path) -> xr.DataTree:
     """A saved posterior (.nc) as a DataTree, fully loaded."""
@@ -53,10 +55,9 @@ def sampler_health(tree: xr.DataTree) -> dict[str, float | int | str]:
 
 def _converged_text(attrs: dict) -> str:
     """yes / NO (R-hat > 1.1) / unchecked, from the run's function-space R-hat."""
-    convergence = attrs.get("convergence")
-    if not isinstance(convergence, dict) or not convergence:
+    worst = max_rhat(attrs)
+    if worst is None:
         return "unchecked (R-hat needs >= 2 chains)"
-    worst = max(v["r_hat"] for v in convergence.values())
     return (
         f"yes (max R-hat {worst:.4g})" if attrs.get("converged") else f"NO (max R-hat {worst:.4g})"
     )
