@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 os.environ.setdefault("BNN_SHIFT_MNIST_DIR", "/work/shared/data/mnist")
 from bnn_shift.data import load_mnist
-from bnn_shift.inference import build_kernel
+from bnn_shift.inference import CATEGORICAL, HMC, Target
 from bnn_shift.inference.likelihood import categorical_loglik
 from bnn_shift.models import LeNet5, partition_params
 from bnn_shift.priors import Gaussian
@@ -44,15 +44,10 @@ def main() -> None:
 
         return jax.jit(lambda p: jax.lax.fori_loop(0, args.steps, body, p, unroll=unroll))
 
-    kernel = build_kernel(
-        lambda p, d: categorical_loglik(p, static, *d),
-        Gaussian(0.1),
-        params,
-        step_size=3e-3,
-        n_steps=args.steps,
-    )
-    state = jax.jit(kernel.init)(params, (x, y))
-    step = jax.jit(lambda s: kernel.step(jax.random.key(0), s, (x, y), jnp.asarray(True)))
+    target = Target(CATEGORICAL, Gaussian(0.1), static, 1.0, len(x))
+    engine = HMC.for_target(target, params, step_size=3e-3, n_steps=args.steps)
+    state = jax.jit(lambda q: engine.init(target, q, (x, y)))(params)
+    step = jax.jit(lambda s: engine.step(target, jax.random.key(0), s, (x, y), jnp.asarray(False)))
     single = seconds(jax.jit(grad), params)
     rows = {
         "one jitted value_and_grad": single,

@@ -13,19 +13,20 @@ bookkeeping, checkpoints) can dominate. Two models, each run for --iterations it
 
 Methods, all in the same process, all the same chain:
 
-  floor         one jitted `jax.lax.scan` over `jax.vmap(kernel.step)` for all iterations, with
-                the kernel `hmc` builds (same masked log-likelihood, prior, step jitter,
-                per-iteration keys `chains.iteration_keys` and burn-in switch), returning only
-                the per-iteration HMCInfo: the least any driver of this kernel can do. It is
-                jitted once, so its steady state has no compile time.
+  floor         one jitted `jax.lax.scan` over `jax.vmap(HMC.step)` for all iterations, with
+                the engine and `Target` that `hmc` builds (same masked log-likelihood, prior,
+                step jitter, per-iteration keys `chains.iteration_keys` and burn-in switch),
+                returning only the per-iteration HMCInfo: the least any driver of this engine
+                can do. It is jitted once, so its steady state has no compile time.
   per-call      `hmc(..., iterations_per_call=1)`: one compiled call per iteration (the old
                 driver).
   auto block    `hmc(...)`: `iterations_per_call=None`, blocks of up to 100 iterations.
   auto+run_dir  `hmc(..., run_dir=<fresh tmp dir>)`: the same blocks, a checkpoint after each
                 block and every kept draw streamed to disk (one .npz per chain and iteration).
 
-Every `hmc` call builds and compiles its kernel and block again (they are closures made inside
-the call), so its steady state includes compile time. The script listens to JAX's
+Every `hmc` call builds its engine and target again; the driver's compiled block takes them as
+arguments, so a later call with the same shapes and settings can reuse the program, while
+anything traced anew (e.g. the initial states) still compiles. The script listens to JAX's
 `/jax/core/compile/{jaxpr_trace,jaxpr_to_mlir_module,backend_compile}_duration` events and
 reports the number of XLA compiles inside each call, the seconds spent tracing, lowering and
 compiling ("compile s"), and the remainder ("run s": running and host work) against the
@@ -59,9 +60,10 @@ from _common import describe_machine, flat_size, interleaved_times, median, prin
 from bnn_shift.data import load_digits
 from bnn_shift.inference import gaussian_likelihood, hmc
 from bnn_shift.inference.chains import iteration_keys
-from bnn_shift.inference.kernel import build_kernel, n_leapfrog_steps
+from bnn_shift.inference.kernel import HMC, n_leapfrog_steps
 from bnn_shift.inference.likelihood import resolve_likelihood
-from bnn_shift.inference.sharding import make_mesh, masked, place_data
+from bnn_shift.inference.sharding import make_mesh, place_data
+from bnn_shift.inference.target import Target
 from bnn_shift.models import MLP, partition_params
 from bnn_shift.priors import Gaussian
 
@@ -112,28 +114,30 @@ class CompileClock:
 
 
 def make_floor(model, prior, x, y, settings, args):
-    """The kernel `hmc` builds, scanned over all iterations: -> a call returning (final state,
-    per-iteration HMCInfo)."""
+    """The engine and target `hmc` builds, scanned over all iterations: -> a call returning
+    (final state, per-iteration HMCInfo)."""
     params, static = partition_params(model)
     lik = resolve_likelihood(settings["likelihood"])
     x, y = lik.check(model, x, y)
     h = settings["step_size"]
-    kernel = build_kernel(
-        lambda p, d: masked(lik.loglik(p, static, d[0], d[1]), d[2]),
-        prior,
+    target = Target(lik, prior, static, 1.0, len(x))  # masks the padded rows, as hmc's
+    engine = HMC.for_target(
+        target,
         params,
         step_size=h,
         n_steps=n_leapfrog_steps(settings["trajectory_length"], h, 100_000),
     )
     data = place_data(x, y, make_mesh(args.chains))
     positions = jax.tree.map(lambda a: jnp.broadcast_to(a, (args.chains, *a.shape)), params)
-    state = jax.jit(jax.vmap(kernel.init, in_axes=(0, None)))(positions, data)
-    step = jax.vmap(kernel.step, in_axes=(0, 0, None, None))
+    init = jax.vmap(lambda q, d: engine.init(target, q, d), in_axes=(0, None))
+    state = jax.jit(init)(positions, data)
+    step = jax.vmap(engine.step, in_axes=(None, 0, 0, None, None))
 
     @jax.jit
     def run(key, state, data):
         def one(state, i):
-            return step(iteration_keys(key, i, args.chains), state, data, i >= args.burnin)
+            keys = iteration_keys(key, i, args.chains)
+            return step(target, keys, state, data, i < args.burnin)
 
         return jax.lax.scan(one, state, jnp.arange(args.iterations))
 

@@ -6,7 +6,7 @@ NVIDIA GPUs may already use TF32), every program is traced, compiled and run und
 `jax.default_matmul_precision(p)`:
 
   floor   bare fused velocity Verlet (`lax.fori_loop` of value_and_grad), the baseline;
-  ours    one `build_kernel(...).step` / L, the driver's masked per-example log-likelihood;
+  ours    one `HMC.step` / L on the driver's `Target` (masked per-example log-likelihood);
   driver  the same step through `chains.build_block`, one iteration a call, as `hmc` runs it.
 
 It reports ms/leapfrog, ours/floor, each precision against float32, the relative error of the
@@ -50,8 +50,9 @@ from bnn_shift.priors import Gaussian
 
 try:  # bnn_shift.inference needs blackjax, which the accelerator image may lack
     from bnn_shift.inference.chains import build_block
-    from bnn_shift.inference.kernel import build_kernel
-    from bnn_shift.inference.likelihood import categorical_loglik
+    from bnn_shift.inference.kernel import HMC
+    from bnn_shift.inference.likelihood import CATEGORICAL, categorical_loglik
+    from bnn_shift.inference.target import Target
 
     KERNEL_ERROR = None
 except ImportError as err:
@@ -113,7 +114,7 @@ def main() -> None:
     params, static = partition_params(paper_mlp(key=jax.random.key(0)))
     prior = Gaussian(0.1)
     data = tuple(jax.device_put(a, dev) for a in (x, y, np.ones(len(x), np.float32)))  # + mask
-    key, mh = jax.random.key(1), jnp.asarray(True)
+    key, warmup = jax.random.key(1), jnp.asarray(False)  # with the MH test
     momentum = jax.tree.map(lambda a: jax.random.normal(key, a.shape, a.dtype), params)
     print(
         f"jax {jax.__version__} on {dev.device_kind} ({dev.platform}); N={len(x)} ({source}), "
@@ -129,6 +130,9 @@ def main() -> None:
     kernel_error = KERNEL_ERROR
     if kernel_error:
         print(f"our kernel cannot be imported ({kernel_error}); timing the floor only")
+    else:  # programs built from these are traced under each precision below
+        target = Target(CATEGORICAL, prior, static, 1.0, len(x))  # masks by data[2]
+        engine = HMC.for_target(target, params, step_size=h, n_steps=L)
 
     with jax.default_matmul_precision("float32"):
         ref_value, ref_grad = jax.jit(jax.value_and_grad(logpost))(params, data)
@@ -143,12 +147,11 @@ def main() -> None:
             floor = make_floor(logpost, h, L)
             calls = {"floor": lambda f=floor, g=grad: f(params, momentum, g, data)}
             if kernel_error is None:
-                kernel = build_kernel(loglik_fn, prior, params, step_size=h, n_steps=L)
-                step = jax.jit(kernel.step)
-                state = jax.jit(kernel.init)(params, data)
-                iteration = build_block(kernel, lambda p, xe: xe, 1, 1, keep_positions=False)
+                step = jax.jit(lambda k, s, d, w: engine.step(target, k, s, d, w))
+                state = jax.jit(lambda q, d: engine.init(target, q, d))(params, data)
+                iteration = build_block(engine, target, 1, 1, keep_positions=False)
                 cstate = jax.tree.map(lambda a: a[None], state)
-                calls["ours"] = lambda s=step, st=state: s(key, st, data, mh)
+                calls["ours"] = lambda s=step, st=state: s(key, st, data, warmup)
                 calls["driver"] = lambda it=iteration, st=cstate: it(key, 0, 1, st, data, {}, 0)
             times, first = interleaved_times(calls, args.repeats)
         results[precision] = {

@@ -7,8 +7,9 @@ once to compile and warm up, then timed in interleaved rounds; the median is rep
 
   floor     bare velocity Verlet: `lax.fori_loop` of value_and_grad of the log posterior (no
             mask, no momentum draw, no accept test) -- the least any HMC can do per step.
-  ours      one `build_kernel(...).step` (L steps + end-of-trajectory log-likelihood + termwise
-            accept test) / L, with the driver's masked log-likelihood.
+  ours      one `HMC.step` (L steps + end-of-trajectory log-likelihood + termwise accept test)
+            / L on the driver's `Target` (categorical likelihood, data masked by its third
+            entry), engine and target closed over by `jax.jit`.
   driver    the same step as the driver runs it: `chains.build_block`, one iteration a call.
   blackjax  `blackjax.hmc(..., inverse_mass_matrix=jnp.ones(dim), num_integration_steps=L)`
             step / L; the kernel is built inside the jitted function so data is an argument.
@@ -53,10 +54,11 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer.hmc import hmc as numpyro_hmc
 
 from bnn_shift.inference.chains import build_block
-from bnn_shift.inference.kernel import build_kernel
-from bnn_shift.inference.likelihood import categorical_loglik
+from bnn_shift.inference.kernel import HMC
+from bnn_shift.inference.likelihood import CATEGORICAL, categorical_loglik
 from bnn_shift.inference.metric import prior_metric
 from bnn_shift.inference.sharding import make_mesh, masked, place_data
+from bnn_shift.inference.target import Target
 from bnn_shift.models import paper_mlp, partition_params
 from bnn_shift.priors import EmpCov, Gaussian, by_path
 
@@ -83,7 +85,9 @@ def main() -> None:
     data = place_data(x, y, make_mesh(1, jax.devices()[:1]))  # (x, y, mask) as the driver has it
     print(f"{describe_machine()}\nN={len(x)}, L={L}, h={h}, repeats={args.repeats}")
 
-    def loglik_fn(p, d):  # the driver's per-example log-likelihood
+    target = Target(CATEGORICAL, prior, static, 1.0, len(x))  # what the driver samples
+
+    def loglik_fn(p, d):  # the driver's per-example log-likelihood (= target.loglik)
         return masked(categorical_loglik(p, static, d[0], d[1]), d[2])
 
     def logpost(p, d):
@@ -97,10 +101,10 @@ def main() -> None:
     grad0 = jax.grad(bare_logpost)(params, data)
     floor = make_floor(bare_logpost, h, L)
 
-    kernel = build_kernel(loglik_fn, prior, params, step_size=h, n_steps=L)
-    ours = jax.jit(kernel.step)
-    state = jax.jit(kernel.init)(params, data)
-    mh = jnp.asarray(True)
+    engine = HMC.for_target(target, params, step_size=h, n_steps=L)
+    ours = jax.jit(lambda k, s, d, w: engine.step(target, k, s, d, w))
+    state = jax.jit(lambda q, d: engine.init(target, q, d))(params, data)
+    warmup = jnp.asarray(False)  # with the MH test
 
     dim = ravel_pytree(params)[0].size
 
@@ -130,19 +134,21 @@ def main() -> None:
 
     programs = {  # name -> (jitted function, arguments)
         FLOOR: (floor, (params, momentum, grad0, data)),
-        OURS: (ours, (key, state, data, mh)),
+        OURS: (ours, (key, state, data, warmup)),
         "blackjax.hmc": (bj_step, (key, bj_state, data)),
         "numpyro HMC": (np_step, (np_state, data)),
     }
     if not args.no_driver:
-        iteration = build_block(kernel, lambda p, xe: xe, 1, 1, keep_positions=False)
+        iteration = build_block(engine, target, 1, 1, keep_positions=False)
         chain_state = jax.tree.map(lambda a: a[None], state)
         programs[DRIVER] = (iteration, (key, 0, 1, chain_state, data, {}, 0))
     if not args.no_empcov:
         empcov = by_path({"layers.0.weight": EmpCov.from_data(x, scale=0.1), "*": prior})
-        kernel_e = build_kernel(loglik_fn, empcov, params, step_size=h, n_steps=L)
-        state_e = jax.jit(kernel_e.init)(params, data)
-        programs[EMPCOV] = (jax.jit(kernel_e.step), (key, state_e, data, mh))
+        target_e = Target(CATEGORICAL, empcov, static, 1.0, len(x))
+        engine_e = HMC.for_target(target_e, params, step_size=h, n_steps=L)
+        state_e = jax.jit(lambda q, d: engine_e.init(target_e, q, d))(params, data)
+        step_e = jax.jit(lambda k, s, d, w: engine_e.step(target_e, k, s, d, w))
+        programs[EMPCOV] = (step_e, (key, state_e, data, warmup))
     if args.profile:
         programs |= profile_programs(args, logpost, loglik_fn, params, momentum, grad0, data, x)
 
@@ -179,7 +185,9 @@ def print_cost(programs, n_steps: int) -> None:
     once), in units of one forward pass: where the work outside the leapfrog loop goes."""
     cost = {}
     for name, (fn, fn_args) in programs.items():
-        c = fn.lower(*fn_args).cost_analysis()
+        # the driver's block is a plain function calling a compiled one: jit it to lower it
+        lower = fn.lower if hasattr(fn, "lower") else jax.jit(fn).lower
+        c = lower(*fn_args).cost_analysis()
         cost[name] = (c[0] if isinstance(c, list) else c) or {}
     fwd = cost[PIECE + "forward loglik"].get("flops", float("nan"))
     floor = cost[FLOOR].get("flops", float("nan"))

@@ -3,7 +3,7 @@
 The script re-runs itself in a subprocess with
 XLA_FLAGS=--xla_force_host_platform_device_count=D (default 4), so on a CPU-only machine JAX sees
 D host devices. It places the data with the library's own `make_mesh` + `place_data` (the batch
-axis split over the mesh's data axis, padded rows masked) and times one jitted `kernel.step`
+axis split over the mesh's data axis, padded rows masked) and times one jitted `HMC.step`
 (L leapfrog steps, paper MLP, Gaussian(0.1)) per device count, interleaved, median of repeats.
 A second table runs C chains (default 4) through the driver's `build_block` (one iteration a
 call, vmap over chains), with the chain axis split over the devices (`make_mesh(C, devices)`)
@@ -33,25 +33,22 @@ def child(args) -> None:
     from _common import describe_machine, interleaved_times, median, mnist_train, print_table
 
     from bnn_shift.inference.chains import build_block
-    from bnn_shift.inference.kernel import build_kernel
-    from bnn_shift.inference.likelihood import categorical_loglik
-    from bnn_shift.inference.sharding import make_mesh, masked, place_chains, place_data, replicate
+    from bnn_shift.inference.kernel import HMC
+    from bnn_shift.inference.likelihood import CATEGORICAL
+    from bnn_shift.inference.sharding import make_mesh, place_chains, place_data, replicate
+    from bnn_shift.inference.target import Target
     from bnn_shift.models import paper_mlp, partition_params
     from bnn_shift.priors import Gaussian
 
     x, y = mnist_train(args.n_train)
     params, static = partition_params(paper_mlp(key=jax.random.key(0)))
-    kernel = build_kernel(
-        lambda p, d: masked(categorical_loglik(p, static, d[0], d[1]), d[2]),
-        Gaussian(0.1),
-        params,
-        step_size=args.step_size,
-        n_steps=args.n_leapfrog,
-    )
-    init, step = jax.jit(kernel.init), jax.jit(kernel.step)
-    chains_init = jax.jit(jax.vmap(kernel.init, in_axes=(0, None)))
-    iteration = build_block(kernel, lambda p, xe: xe, args.n_chains, 1, keep_positions=False)
-    key, mh = jax.random.key(1), jnp.asarray(True)
+    target = Target(CATEGORICAL, Gaussian(0.1), static, 1.0, len(x))  # masks padded rows
+    engine = HMC.for_target(target, params, step_size=args.step_size, n_steps=args.n_leapfrog)
+    init = jax.jit(lambda q, d: engine.init(target, q, d))
+    step = jax.jit(lambda k, s, d, w: engine.step(target, k, s, d, w))
+    chains_init = jax.jit(jax.vmap(lambda q, d: engine.init(target, q, d), in_axes=(0, None)))
+    iteration = build_block(engine, target, args.n_chains, 1, keep_positions=False)
+    key, warmup = jax.random.key(1), jnp.asarray(False)  # with the MH test
     devices = jax.devices()
     counts = sorted({1, *(k for k in (2, 4, 8) if k <= len(devices)), len(devices)})
     print(f"{describe_machine()}\nN={len(x)}, L={args.n_leapfrog}, repeats={args.repeats}")
@@ -60,7 +57,7 @@ def child(args) -> None:
         mesh = make_mesh(1, devices[:k])
         data = place_data(x, y, mesh)
         state = init(replicate(params, mesh), data)
-        return lambda: step(key, state, data, mh)
+        return lambda: step(key, state, data, warmup)
 
     def many_chains(k):
         c = args.n_chains
@@ -71,7 +68,7 @@ def child(args) -> None:
         return lambda: iteration(key, 0, 1, state, data, {}, 0)
 
     for title, build, unit in (
-        ("1 chain, data split over the devices", one_chain, "kernel.step"),
+        ("1 chain, data split over the devices", one_chain, "HMC.step"),
         (f"{args.n_chains} chains split over the devices", many_chains, "driver iteration"),
     ):
         calls = {f"{k} device{'s' * (k > 1)}": build(k) for k in counts}

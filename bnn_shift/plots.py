@@ -1,9 +1,9 @@
 """Figures, in one place: results under shift, why EmpCov works, and sampler diagnostics.
 
-Every function returns a :class:`matplotlib.figure.Figure` and shows nothing; save it with
-``fig.savefig(path)`` or let a notebook display it.
+Every function returns a `matplotlib.figure.Figure` and shows nothing; save it with
+`fig.savefig(path)` or let a notebook display it.
 
-- under shift (from :mod:`bnn_shift.shift.plots`): `plot_metric_vs_severity` (accuracy, ECE, …
+- under shift (from `bnn_shift.shift.plots`): `plot_metric_vs_severity` (accuracy, ECE, …
   against severity), `plot_severity_grid`, `plot_corruption_bars`, `plot_reliability`;
 - priors: `std_along_directions` tabulates the std of first-layer weights along the training
   inputs' principal directions, under priors and posteriors; `plot_std_along_directions`
@@ -24,7 +24,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from bnn_shift.inference.posterior import Posterior
-from bnn_shift.models.params import PyTree, param_paths, partition_params
+from bnn_shift.models.params import param_paths, partition_params
 from bnn_shift.priors.base import Prior
 from bnn_shift.priors.empcov import EmpCov
 from bnn_shift.priors.predictive import std_along_data_directions
@@ -34,6 +34,7 @@ from bnn_shift.shift.plots import (
     plot_reliability,
     plot_severity_grid,
 )
+from bnn_shift.typing import PyTree
 
 __all__ = [
     "arviz_tree",

@@ -24,7 +24,7 @@ muP (REFERENCE §2.7): tensor_rules, mup_init, lr_multipliers, scale_by_tensor_l
 
 from bnn_shift.attention.base import Scorer, Structure
 from bnn_shift.attention.bilinear_mlr import BilinearMLRScorer
-from bnn_shift.attention.block import MLP, TransformerBlock
+from bnn_shift.attention.block import FeedForward, TransformerBlock
 from bnn_shift.attention.btt import BTTScorer, btt_factors, btt_params_per_head
 from bnn_shift.attention.core import Core, rms_cap
 from bnn_shift.attention.dense import DenseScorer
@@ -51,13 +51,13 @@ from bnn_shift.attention.standard import StandardScorer
 from bnn_shift.attention.structures import Full, GlobalSlidingWindow, SlidingWindow
 
 __all__ = [
-    "MLP",
     "SCORERS",
     "STRUCTURES",
     "BTTScorer",
     "BilinearMLRScorer",
     "Core",
     "DenseScorer",
+    "FeedForward",
     "Full",
     "GlobalSlidingWindow",
     "LayerNorm",

@@ -1,4 +1,4 @@
-"""A pre-LayerNorm transformer block: x + attention(LN(x)), then x + MLP(LN(x))."""
+"""A pre-LayerNorm transformer block: x + attention(LN(x)), then x + FeedForward(LN(x))."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from bnn_shift.attention.mha import MultiHeadAttention
 from bnn_shift.attention.norm import LayerNorm
 
 
-class MLP(eqx.Module):
+class FeedForward(eqx.Module):
     """Token-wise D -> hidden -> D with the exact (erf) GELU; `fc.weight`, `out_proj.weight`."""
 
     fc: eqx.nn.Linear
@@ -18,7 +18,7 @@ class MLP(eqx.Module):
 
     def __init__(self, d_model: int, hidden: int, *, key: jax.Array, use_bias: bool = False):
         if d_model < 1 or hidden < 1:
-            raise ValueError(f"MLP needs d_model, hidden >= 1, got {d_model}, {hidden}")
+            raise ValueError(f"FeedForward needs d_model, hidden >= 1, got {d_model}, {hidden}")
         k1, k2 = jax.random.split(key)
         self.fc = linear(d_model, hidden, key=k1, use_bias=use_bias)
         self.out_proj = linear(hidden, d_model, key=k2, use_bias=use_bias)
@@ -31,15 +31,15 @@ class MLP(eqx.Module):
 class TransformerBlock(eqx.Module):
     """Pre-LN block around a `MultiHeadAttention`: (T, D) -> (T, D).
 
-    mlp_ratio: the MLP's hidden width is mlp_ratio·D (4, as in GPT). LayerNorms have no bias.
-    Parameters: `norm1.weight`, `attention.*`, `norm2.weight`, `mlp.fc.weight`,
+    mlp_ratio: the `FeedForward`'s hidden width is mlp_ratio·D (4, as in GPT). LayerNorms have
+    no bias. Parameters: `norm1.weight`, `attention.*`, `norm2.weight`, `mlp.fc.weight`,
     `mlp.out_proj.weight`.
     """
 
     norm1: LayerNorm
     attention: MultiHeadAttention
     norm2: LayerNorm
-    mlp: MLP
+    mlp: FeedForward
 
     def __init__(
         self,
@@ -53,7 +53,7 @@ class TransformerBlock(eqx.Module):
         self.norm1 = LayerNorm(d)
         self.attention = attention
         self.norm2 = LayerNorm(d)
-        self.mlp = MLP(d, mlp_ratio * d, key=key, use_bias=use_bias)
+        self.mlp = FeedForward(d, mlp_ratio * d, key=key, use_bias=use_bias)
 
     @property
     def d_model(self) -> int:

@@ -4,7 +4,7 @@ Every tensor gets a `TensorRule` from the module that owns it:
 
 | tensor | init | learning-rate multiplier |
 |---|---|---|
-| `Linear` weight (q/k/v, MLP fc, ...) | N(0, 1/fan_in) | base/fan_in |
+| `Linear` weight (q/k/v, feed-forward fc, ...) | N(0, 1/fan_in) | base/fan_in |
 | structured `Core` (BTT WK/WQ, bilinear-MLR levels, dense bilinear) | N(0, 1/d_in) | base/d_in |
 | names matching `zero` (default `*out_proj.weight`, the output projections) | 0 | base/fan_in |
 | `Embedding` weights and names matching `embedding` (e.g. an ICL read-in) | N(0, 0.02²) | 1 |
@@ -34,8 +34,8 @@ import optax
 
 from bnn_shift.attention.core import Core
 from bnn_shift.attention.norm import LayerNorm
+from bnn_shift.typing import PyTree
 
-PyTree = Any
 BASE_FAN_IN = 768.0
 EMBEDDING_STD = 0.02
 DEFAULT_ZERO = ("*out_proj.weight",)

@@ -14,10 +14,9 @@ import numpy as np
 from bnn_shift.bounds.pipeline import BoundReport, BoundSettings, bound_model
 from bnn_shift.data import Dataset, load_dataset
 from bnn_shift.data.cache import atomic_write
-from bnn_shift.experiments.prior_zoo import FirstLayer, make_prior
 from bnn_shift.models import MLP, LeNet5
-from bnn_shift.models.params import PyTree
-from bnn_shift.priors.base import Prior
+from bnn_shift.priors import Prior, make_prior
+from bnn_shift.typing import PyTree
 
 MODELS = ("mlp", "lenet")
 REGULARISERS = ("none", "gaussian", "empcov")
@@ -63,26 +62,22 @@ class BoundExperimentResult:
         }
 
 
-def build_network(config: BoundExperimentConfig, data: Dataset) -> tuple[PyTree, FirstLayer]:
-    """θ₀ (the seeded init) and where its first layer is, for the EmpCov regulariser."""
+def build_network(config: BoundExperimentConfig, data: Dataset) -> PyTree:
+    """θ₀, the seeded init."""
     key = jax.random.key(config.seed)
     if config.model == "mlp":
-        return MLP(data.n_features, config.hidden, data.n_classes, key=key), FirstLayer(
-            "layers.0.weight", "dense"
-        )
+        return MLP(data.n_features, config.hidden, data.n_classes, key=key)
     height, _, channels = data.image_shape
-    model = LeNet5(channels, data.n_classes, image_size=height, key=key)
-    spec = model.first_layer_patch_spec()
-    return model, FirstLayer("conv1.weight", "conv", spec.kernel_size, spec.padding, spec.stride)
+    return LeNet5(channels, data.n_classes, image_size=height, key=key)
 
 
 def make_regulariser(
-    name: str, first: FirstLayer, config: BoundExperimentConfig
+    name: str, model: PyTree, config: BoundExperimentConfig
 ) -> Callable[[np.ndarray], Prior] | None:
-    """A factory x -> the named prior (EmpCov is built from the inputs it is given)."""
+    """A factory x -> the named prior for `model` (EmpCov is built from the inputs it is given)."""
     if name == "none":
         return None
-    return lambda x: make_prior(name, first, x, config.prior_scale, config.empcov_eps)
+    return lambda x: make_prior(name, model, x, config.prior_scale, config.empcov_eps)
 
 
 def run_bound_experiment(
@@ -91,10 +86,10 @@ def run_bound_experiment(
     """Bound the configured network once per regulariser; write report.json to out_dir."""
     kwargs = {"data_dir": config.data_dir} if config.data_dir and config.dataset == "mnist" else {}
     data = load_dataset(config.dataset, **kwargs)
-    model, first = build_network(config, data)
+    model = build_network(config, data)
     reports = {}
     for name in config.priors:
-        regulariser = make_regulariser(name, first, config)
+        regulariser = make_regulariser(name, model, config)
         reports[name] = bound_model(
             model,
             data.x_train,

@@ -38,8 +38,9 @@ from bnn_shift.bounds.quantize import (
 )
 from bnn_shift.bounds.subspace import DEFAULT_SEED, PROJECTORS, make_subspace
 from bnn_shift.bounds.train import error_rate, fit_quantized, fit_subspace
-from bnn_shift.models.params import PyTree, partition_params
+from bnn_shift.models.params import partition_params
 from bnn_shift.priors.base import Prior
+from bnn_shift.typing import PyTree
 
 PriorFit = Callable[[PyTree, np.ndarray, np.ndarray], PyTree]
 # A regulariser, or a factory that builds one from the inputs it may look at (e.g. EmpCov).

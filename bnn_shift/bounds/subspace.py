@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from bnn_shift.models.params import PyTree, combine_params, partition_params
+from bnn_shift.models.params import combine_params, partition_params
+from bnn_shift.typing import PyTree
 
 DEFAULT_SEED = 137  # the reference code's projector seed
 CHUNK_ELEMENTS = 1 << 22  # entries of P generated at once by the dense projector (16 MB)

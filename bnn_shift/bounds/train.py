@@ -19,8 +19,9 @@ from tqdm.auto import tqdm
 from bnn_shift.bounds.quantize import quantize
 from bnn_shift.bounds.subspace import Subspace
 from bnn_shift.inference.likelihood import check_classification_data
-from bnn_shift.models.params import PyTree, combine_params
+from bnn_shift.models.params import combine_params
 from bnn_shift.priors.base import Prior
+from bnn_shift.typing import PyTree
 
 EVAL_BATCH = 8192
 Loss = Callable[[PyTree, jax.Array, jax.Array], jax.Array]

@@ -11,7 +11,7 @@ DEFAULT_OUT = "runs/compare-priors"
 
 def add(sub: argparse._SubParsersAction) -> None:
     from bnn_shift.experiments.compare_priors import MODELS, ComparePriorsConfig
-    from bnn_shift.experiments.prior_zoo import PRIORS_DOC
+    from bnn_shift.priors import PRIORS
 
     d = ComparePriorsConfig()
     p = sub.add_parser(
@@ -22,7 +22,7 @@ def add(sub: argparse._SubParsersAction) -> None:
         "under a Gaussian-noise sweep, and write metrics.csv, accuracy.png, config.json and one "
         "posterior-<method>.nc per method to --out. Every setting defaults to the CPU-sized "
         "configuration; --paper switches to the paper's. Priors: "
-        + "; ".join(f"{name}: {doc}" for name, doc in PRIORS_DOC.items()),
+        + "; ".join(f"{name}: {entry.doc}" for name, entry in PRIORS.items()),
     )
     # (flag, config field, type, help); defaults live in ComparePriorsConfig only.
     options = [
@@ -39,7 +39,8 @@ def add(sub: argparse._SubParsersAction) -> None:
         ("--scorer", "scorer", str, "attention model: standard, dense, btt or bilinear_mlr"),
         ("--structure", "structure", str, "attention model: full or mlr"),
         ("--gain-prior-scale", "gain_prior_scale", float, "attention model: LayerNorm gain std"),
-        ("--priors", "priors", names, "comma-separated priors, one HMC run each"),
+        ("--sampler", "sampler", str, "full-batch sampler run per prior: hmc or mala"),
+        ("--priors", "priors", names, "comma-separated priors, one sampler run each"),
         ("--prior-scale", "prior_scale", float, "Gaussian prior std = 1/sqrt(weight decay)"),
         ("--empcov-eps", "empcov_eps", float, "EmpCov prior variance along null data directions"),
         ("--step-size", "step_size", step_size, "HMC leapfrog step, or auto (tuned)"),

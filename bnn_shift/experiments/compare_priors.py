@@ -14,16 +14,16 @@ import pandas as pd
 
 from bnn_shift.attention import LayerNorm
 from bnn_shift.data import DataNotFoundError, Dataset, load_dataset
-from bnn_shift.experiments.prior_zoo import PRIORS, FirstLayer, make_prior
-from bnn_shift.inference import Posterior, default_trajectory_length, hmc, map_fit
+from bnn_shift.inference import Posterior, default_trajectory_length, hmc, mala, map_fit
 from bnn_shift.inference.convergence import max_rhat
 from bnn_shift.inference.kernel import DEFAULT_STEP_JITTER
 from bnn_shift.models import MLP, AttentionClassifier, LeNet5
-from bnn_shift.models.params import PyTree
-from bnn_shift.priors import ByPath, Gaussian, Prior, by_path
+from bnn_shift.priors import PRIORS, ByPath, Gaussian, Prior, by_path, make_prior
 from bnn_shift.shift import evaluate, noise_sweep, plot_metric_vs_severity
+from bnn_shift.typing import PyTree
 
 MODELS = ("mlp", "lenet", "attention")
+SAMPLERS = ("hmc", "mala")
 GAIN_PRIOR_SCALE = 1.0  # LayerNorm gains start at 1: one prior std from 0 (not ten, as at 0.1)
 
 
@@ -45,7 +45,8 @@ class ComparePriorsConfig:
     scorer: str = "standard"  # standard, dense, btt, bilinear_mlr (default options)
     structure: str = "full"  # full or mlr (ranks: half the head dim, then halving)
     gain_prior_scale: float = GAIN_PRIOR_SCALE  # attention: N(0, s^2) on the LayerNorm gains
-    priors: tuple[str, ...] = ("gaussian", "empcov")  # one HMC run per prior (see prior_zoo)
+    sampler: str = "hmc"  # the full-batch engine run per prior: "hmc" or "mala"
+    priors: tuple[str, ...] = ("gaussian", "empcov")  # one HMC run per bnn_shift.priors.PRIORS name
     include_map: bool = True  # also fit MAP with the Gaussian prior
     prior_scale: float = 0.1  # sigma of the Gaussian prior; the others are matched to it
     empcov_eps: float = 1e-8  # EmpCov prior variance along directions the data never varies in
@@ -67,6 +68,8 @@ class ComparePriorsConfig:
         unknown = [p for p in self.priors if p not in PRIORS]
         if unknown:
             raise ValueError(f"unknown priors {unknown}; choose from {', '.join(PRIORS)}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
         if not self.priors and not self.include_map:
@@ -74,8 +77,8 @@ class ComparePriorsConfig:
 
     @property
     def methods(self) -> tuple[str, ...]:
-        """Method names in fitting order: "map", then "hmc-<prior>" per prior."""
-        return ("map",) * self.include_map + tuple(f"hmc-{p}" for p in self.priors)
+        """Method names in fitting order: "map", then "<sampler>-<prior>" per prior."""
+        return ("map",) * self.include_map + tuple(f"{self.sampler}-{p}" for p in self.priors)
 
     @classmethod
     def paper(cls, **overrides) -> ComparePriorsConfig:
@@ -133,21 +136,15 @@ def load_data(config: ComparePriorsConfig) -> Dataset:
     return data.subset(n_train, n_test, seed=config.seed)
 
 
-def build_model(config: ComparePriorsConfig, data: Dataset) -> tuple[PyTree, FirstLayer]:
-    """The initial network (same for every method) and a description of its first layer."""
+def initial_model(config: ComparePriorsConfig, data: Dataset) -> PyTree:
+    """The initial network, the same for every method."""
     key = jax.random.key(config.seed)
     if config.model == "mlp":
-        model = MLP(data.n_features, config.hidden, data.n_classes, key=key)
-        return model, FirstLayer("layers.0.weight", "dense")
+        return MLP(data.n_features, config.hidden, data.n_classes, key=key)
     height, _, channels = data.image_shape
     if config.model == "attention":
-        model = attention_classifier(config, channels, data.n_classes, height, key)
-        path = "patch_embed.weight"
-    else:
-        model = LeNet5(channels, data.n_classes, image_size=height, key=key)
-        path = "conv1.weight"
-    spec = model.first_layer_patch_spec()
-    return model, FirstLayer(path, "conv", spec.kernel_size, spec.padding, spec.stride)
+        return attention_classifier(config, channels, data.n_classes, height, key)
+    return LeNet5(channels, data.n_classes, image_size=height, key=key)
 
 
 def attention_classifier(
@@ -189,14 +186,18 @@ def fit_method(
     data: Dataset,
     progress: bool,
 ) -> Posterior:
-    """Fit "map" or "hmc-<prior>" from the same initial network."""
-    model, first = build_model(config, data)
+    """Fit "map" or "<sampler>-<prior>" from the same initial network."""
+    model = initial_model(config, data)
     trajectory_length = config.trajectory_length
     if method == "map":
         prior = Gaussian(config.prior_scale)
     else:
         prior = make_prior(
-            method.removeprefix("hmc-"), first, data.x_train, config.prior_scale, config.empcov_eps
+            method.removeprefix(f"{config.sampler}-"),
+            model,
+            data.x_train,
+            config.prior_scale,
+            config.empcov_eps,
         )
     if config.model == "attention":
         # the gain rule must not stretch the default trajectory, (pi/2) * the weights' scale
@@ -215,22 +216,27 @@ def fit_method(
             seed=config.seed,
             progress=progress,
         )
+    chains = {
+        "step_size": config.step_size,
+        "keep": config.keep,
+        "n_iterations": config.n_iterations,
+        "n_burnin": config.n_burnin,
+        "seed": config.seed,
+        "n_chains": config.n_chains,
+        "eval_sets": {"test": (data.x_test, data.y_test)},
+        "progress": progress,
+    }
+    if config.sampler == "mala":
+        return mala(model, prior, data.x_train, data.y_train, **chains)
     return hmc(
         model,
         prior,
         data.x_train,
         data.y_train,
-        step_size=config.step_size,
         step_jitter=config.step_jitter,
-        keep=config.keep,
-        n_iterations=config.n_iterations,
-        n_burnin=config.n_burnin,
         trajectory_length=trajectory_length,
-        seed=config.seed,
-        n_chains=config.n_chains,
         precision=config.precision,
-        eval_sets={"test": (data.x_test, data.y_test)},
-        progress=progress,
+        **chains,
     )
 
 
@@ -256,11 +262,7 @@ def compare_priors(
         if posteriors[method].attrs.get("interrupted"):
             stop_interrupted(method, posteriors[method], out_dir)
     table = evaluate(
-        posteriors,
-        data.x_test,
-        data.y_test,
-        noise_sweep(config.noise_stds, seed=config.seed),
-        progress=progress,
+        posteriors, data, noise_sweep(config.noise_stds, seed=config.seed), progress=progress
     )
     result = ComparePriorsResult(
         config, data.name, len(data.y_train), len(data.y_test), table, posteriors

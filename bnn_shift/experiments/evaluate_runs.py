@@ -1,9 +1,9 @@
 """Evaluate saved posteriors from compare-priors run directories under a chosen shift set.
 
-A run directory (written by :func:`~bnn_shift.experiments.compare_priors.compare_priors`)
-holds ``config.json`` and one ``posterior-<method>.nc`` per method. The config is enough to
-rebuild the test set and a model skeleton of the right architecture, which
-:meth:`Posterior.load` needs for the static structure.
+A run directory (written by `bnn_shift.experiments.compare_priors.compare_priors`) holds
+`config.json` and one `posterior-<method>.nc` per method. The config is enough to rebuild the
+test set and a model skeleton of the right architecture, which `Posterior.load` needs for the
+static structure.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ import numpy as np
 import pandas as pd
 
 from bnn_shift.data import Dataset
-from bnn_shift.experiments.compare_priors import ComparePriorsConfig, build_model, load_data
+from bnn_shift.experiments.compare_priors import ComparePriorsConfig, initial_model, load_data
 from bnn_shift.inference import Posterior
-from bnn_shift.models.params import PyTree
 from bnn_shift.shift import (
     ReliabilityBins,
     Shift,
@@ -34,6 +33,7 @@ from bnn_shift.shift import (
     summarise,
 )
 from bnn_shift.shift.calibration import reliability_from_confidence
+from bnn_shift.typing import PyTree
 
 SHIFT_SETS = ("noise", "mnist-c", "cifar10-c")
 EVAL_METRICS = ("accuracy", "nll", "ece", "brier", "mce", "entropy", "mutual_info")
@@ -50,8 +50,8 @@ class SavedRun:
     posteriors: dict[str, Posterior]
 
 
-def read_config(run_dir: str | Path) -> tuple[ComparePriorsConfig, dict]:
-    """The ``ComparePriorsConfig`` of a run directory and its ``resolved`` record."""
+def read_run_config(run_dir: str | Path) -> tuple[ComparePriorsConfig, dict]:
+    """The `ComparePriorsConfig` of a run directory and its `resolved` record."""
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(
@@ -69,8 +69,8 @@ def read_config(run_dir: str | Path) -> tuple[ComparePriorsConfig, dict]:
 
 
 def model_skeleton(config: ComparePriorsConfig, data: Dataset) -> PyTree:
-    """A model of the run's architecture (its weights are irrelevant) for ``Posterior.load``."""
-    return build_model(config, data)[0]
+    """A model of the run's architecture (its weights are irrelevant) for `Posterior.load`."""
+    return initial_model(config, data)
 
 
 def run_data(
@@ -79,8 +79,8 @@ def run_data(
     n_test: int | str | None = None,
     data_dir: str | None = None,
 ) -> Dataset:
-    """The run's dataset and stratified subsets (same seed); ``n_test`` overrides its test size
-    (``None`` keeps the run's own, ``"all"`` takes the whole test set)."""
+    """The run's dataset and stratified subsets (same seed); `n_test` overrides its test size
+    (`None` keeps the run's own, `"all"` takes the whole test set)."""
     changes: dict = {"dataset": resolved.get("dataset", config.dataset)}
     if n_test == "all":
         changes["n_test"] = None
@@ -92,10 +92,10 @@ def run_data(
 
 
 def load_run(run_dir: str | Path, data: Dataset) -> SavedRun:
-    """Read every ``posterior-<method>.nc`` of ``run_dir`` (in the run's fitting order);
-    ``data`` supplies the input shape and class count of the model skeleton."""
+    """Read every `posterior-<method>.nc` of `run_dir` (in the run's fitting order);
+    `data` supplies the input shape and class count of the model skeleton."""
     run_dir = Path(run_dir)
-    config, resolved = read_config(run_dir)
+    config, resolved = read_run_config(run_dir)
     files = {f.stem.removeprefix("posterior-"): f for f in run_dir.glob("posterior-*.nc")}
     if not files:
         raise FileNotFoundError(f"{run_dir} has no saved posteriors (posterior-*.nc)")
@@ -116,11 +116,11 @@ def make_shifts(
 ) -> list[Shift]:
     """The shifts of one named set, always including a clean (severity 0) set.
 
-    ``"noise"``: Gaussian noise with stds ``severities`` (default 0, 0.5, ..., 3) in
-    normalised units. ``"mnist-c"`` / ``"cifar10-c"``: the benchmark's corruptions
-    (``corruptions`` picks some; default all) at integer ``severities`` (default: the
-    release's), plus a ``"clean"`` shift at severity 0. ``cache=True`` reads the corrupted
-    test images from the on-disk cache of ``cached_corruption_shifts`` (made on first use).
+    `"noise"`: Gaussian noise with stds `severities` (default 0, 0.5, ..., 3) in
+    normalised units. `"mnist-c"` / `"cifar10-c"`: the benchmark's corruptions
+    (`corruptions` picks some; default all) at integer `severities` (default: the
+    release's), plus a `"clean"` shift at severity 0. `cache=True` reads the corrupted
+    test images from the on-disk cache of `cached_corruption_shifts` (made on first use).
     """
     if kind not in SHIFT_SETS:
         raise ValueError(f"unknown shift set {kind!r}; choose from {', '.join(SHIFT_SETS)}")
@@ -154,7 +154,7 @@ def make_shifts(
 
 @dataclass
 class Evaluation:
-    """The result of :func:`evaluate_runs`."""
+    """The result of `evaluate_runs`."""
 
     table: pd.DataFrame  # tidy: method, shift, severity, metric, value
     summary: Summary
@@ -200,14 +200,14 @@ def evaluate_runs(
     """Load the posteriors of every run directory and evaluate them under one shift set.
 
     The test set is rebuilt from the first run's config (dataset, subset seed and test
-    size; ``n_test`` overrides the size, ``"all"`` = the whole test set); every run must use
-    the same dataset. With several runs each method is named ``<run dir name>/<method>``.
-    ``seed`` drives the shift randomness (noise draws, corruption parameters); ``cache``
-    takes corrupted images from the on-disk cache (see :func:`make_shifts`).
+    size; `n_test` overrides the size, `"all"` = the whole test set); every run must use
+    the same dataset. With several runs each method is named `<run dir name>/<method>`.
+    `seed` drives the shift randomness (noise draws, corruption parameters); `cache`
+    takes corrupted images from the on-disk cache (see `make_shifts`).
     """
     if not run_dirs:
         raise ValueError("give at least one run directory")
-    config, resolved = read_config(run_dirs[0])
+    config, resolved = read_run_config(run_dirs[0])
     data = run_data(config, resolved, n_test, data_dir)
     methods: dict[str, Posterior] = {}
     for run_dir in run_dirs:

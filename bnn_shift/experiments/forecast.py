@@ -29,7 +29,7 @@ from bnn_shift.experiments.training import (
     check_names,
     check_optimizer,
     fit,
-    settings_of,
+    train_settings,
 )
 from bnn_shift.models import SeriesForecaster, forward_flops_per_token
 from bnn_shift.models.transformer import matrix_params
@@ -115,7 +115,7 @@ def run_one(
     x_train, y_train = data.windows("train", config.input_length, horizon, features=config.features)
     x_test, y_test = data.windows("test", config.input_length, horizon, features=config.features)
     model = build_forecaster(config, variant, horizon, x_train.shape[-1])
-    settings = settings_of(config, final_lr_ratio=0.1)
+    settings = train_settings(config, final_lr_ratio=0.1)
 
     def batch(step: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([config.seed, horizon, step])

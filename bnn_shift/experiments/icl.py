@@ -27,7 +27,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from bnn_shift.experiments.training import check_names, check_optimizer, fit, settings_of
+from bnn_shift.experiments.training import check_names, check_optimizer, fit, train_settings
 from bnn_shift.models import ICLRegressor, forward_flops_per_token
 from bnn_shift.models.transformer import matrix_params
 
@@ -158,7 +158,7 @@ def run_one(
         key=key,
         **variant_options(variant, d_model, config.n_heads),
     )
-    settings = settings_of(config, final_lr_ratio=0.1)
+    settings = train_settings(config, final_lr_ratio=0.1)
 
     def batch(step: int) -> np.ndarray:
         active = active_dims(step, config.steps, d_input, config.curriculum)

@@ -29,7 +29,7 @@ from bnn_shift.experiments.training import (
     check_names,
     check_optimizer,
     fit,
-    settings_of,
+    train_settings,
 )
 from bnn_shift.models import CharLM, forward_flops_per_token
 from bnn_shift.models.transformer import matrix_params
@@ -121,7 +121,7 @@ def run_variant(
     """Train one variant; -> a results row and its (step, val bpc) curve."""
     model = build_lm(config, variant, data.vocab_size)
     x_val, y_val = data.eval_windows("val", config.context_length, config.n_eval_windows)
-    settings = settings_of(config, final_lr_ratio=None)  # constant after warmup, as the paper
+    settings = train_settings(config, final_lr_ratio=None)  # constant after warmup, as the paper
 
     def batch(step: int) -> tuple[np.ndarray, np.ndarray]:
         return data.batch(

@@ -22,8 +22,8 @@ import optax
 from tqdm.auto import tqdm
 
 from bnn_shift.attention import mup_adamw, mup_init
+from bnn_shift.typing import PyTree
 
-PyTree = Any
 LossFn = Callable[[PyTree, Any], jax.Array]  # (model, batch) -> scalar
 
 
@@ -46,10 +46,10 @@ class TrainSettings:
             )
 
 
-OPTIMIZERS = ("mup", "adamw")
+TRAINING_OPTIMIZERS = ("mup", "adamw")
 
 
-def settings_of(config: Any, final_lr_ratio: float | None = 0.1) -> TrainSettings:
+def train_settings(config: Any, final_lr_ratio: float | None = 0.1) -> TrainSettings:
     """The `TrainSettings` of an experiment config with steps, learning_rate, warmup and
     optimizer ("mup" or "adamw") fields."""
     return TrainSettings(
@@ -69,8 +69,10 @@ def check_names(names: tuple[str, ...], known: tuple[str, ...], what: str) -> No
 
 
 def check_optimizer(name: str) -> None:
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+    if name not in TRAINING_OPTIMIZERS:
+        raise ValueError(
+            f"unknown optimizer {name!r}; choose from {', '.join(TRAINING_OPTIMIZERS)}"
+        )
 
 
 def check_heads(d_model: int, n_heads: int, mlr_ranks: tuple[int, ...] | None = None) -> None:
@@ -105,7 +107,7 @@ def schedule(settings: TrainSettings) -> optax.Schedule:
     )
 
 
-def make_optimizer(model: PyTree, settings: TrainSettings) -> optax.GradientTransformation:
+def clipped_adamw(model: PyTree, settings: TrainSettings) -> optax.GradientTransformation:
     """Clip (optional) then AdamW: muP per-tensor learning rates, or one rate for all."""
     if settings.mup:
         options = model.mup_options() if hasattr(model, "mup_options") else {}
@@ -135,7 +137,7 @@ def fit(
     and after the last one (when given). Raises on a non-finite loss."""
     if settings.mup:
         model = mup_init(model, key, **getattr(model, "mup_options", dict)())
-    optimizer = make_optimizer(model, settings)
+    optimizer = clipped_adamw(model, settings)
     params, static = eqx.partition(model, eqx.is_inexact_array)
     state = optimizer.init(params)
 

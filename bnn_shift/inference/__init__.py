@@ -1,22 +1,25 @@
-"""Inference engines (full-batch HMC, MAP) and the `Posterior` they return."""
+"""Inference engines as (init, step) transforms over one `Target`, their drivers, `Posterior`."""
 
+from bnn_shift.inference.chains import FullBatchSampler, run_chains
 from bnn_shift.inference.ensemble import deep_ensemble
 from bnn_shift.inference.kernel import (
+    HMC,
     HMCInfo,
-    HMCKernel,
     HMCState,
-    build_kernel,
     default_trajectory_length,
     n_leapfrog_steps,
 )
 from bnn_shift.inference.likelihood import (
+    CATEGORICAL,
     SEQUENCE_CATEGORICAL,
     Likelihood,
     gaussian_likelihood,
     sequence_gaussian_likelihood,
 )
-from bnn_shift.inference.map import map_fit
+from bnn_shift.inference.mala import MALA, MALAInfo, MALAState, mala
+from bnn_shift.inference.map import MAP, MAPInfo, MAPState, map_fit
 from bnn_shift.inference.metric import prior_metric
+from bnn_shift.inference.minibatch import EpochEngine, prepare_epochs, run_epochs
 from bnn_shift.inference.numpyro_export import (
     EmpCovDistribution,
     module_prior,
@@ -26,33 +29,53 @@ from bnn_shift.inference.numpyro_export import (
     prior_distributions,
     to_params,
 )
-from bnn_shift.inference.nuts import nuts
+from bnn_shift.inference.nuts import NUTS, NUTSInfo, NUTSState, nuts
 from bnn_shift.inference.posterior import Posterior
-from bnn_shift.inference.sampler import hmc
-from bnn_shift.inference.sgmcmc import sgld
+from bnn_shift.inference.sampler import hmc, prepare_chains, sample_chains
+from bnn_shift.inference.sgmcmc import SGMCMC, SGMCMCInfo, SGMCMCState, sgld
+from bnn_shift.inference.target import Target
 from bnn_shift.inference.tuning import (
     StabilityCheck,
     StepSizeTuning,
     stable_step_size,
     tune_step_size,
 )
-from bnn_shift.inference.vi import mfvi
+from bnn_shift.inference.vi import MFVI, MFVIInfo, MFVIState, mfvi
 
 __all__ = [
+    "CATEGORICAL",
+    "HMC",
+    "MALA",
+    "MAP",
+    "MFVI",
+    "NUTS",
     "SEQUENCE_CATEGORICAL",
+    "SGMCMC",
     "EmpCovDistribution",
+    "EpochEngine",
+    "FullBatchSampler",
     "HMCInfo",
-    "HMCKernel",
     "HMCState",
     "Likelihood",
+    "MALAInfo",
+    "MALAState",
+    "MAPInfo",
+    "MAPState",
+    "MFVIInfo",
+    "MFVIState",
+    "NUTSInfo",
+    "NUTSState",
     "Posterior",
+    "SGMCMCInfo",
+    "SGMCMCState",
     "StabilityCheck",
     "StepSizeTuning",
-    "build_kernel",
+    "Target",
     "deep_ensemble",
     "default_trajectory_length",
     "gaussian_likelihood",
     "hmc",
+    "mala",
     "map_fit",
     "mfvi",
     "module_prior",
@@ -61,8 +84,13 @@ __all__ = [
     "nuts",
     "params_to_sites",
     "posterior_from_numpyro",
+    "prepare_chains",
+    "prepare_epochs",
     "prior_distributions",
     "prior_metric",
+    "run_chains",
+    "run_epochs",
+    "sample_chains",
     "sequence_gaussian_likelihood",
     "sgld",
     "stable_step_size",

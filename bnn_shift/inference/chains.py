@@ -1,4 +1,9 @@
-"""The HMC driver loop: chains in lockstep, burn-in, model averaging, checkpoints, progress.
+"""The full-batch MCMC driver: chains in lockstep, burn-in, model averaging, checkpoints, progress.
+
+It drives any engine with the full-batch protocol (`FullBatchSampler`: HMC, NUTS, MALA, ...):
+    init(target, position, data) -> state       (state.position, .logdensity, .loglik (n,))
+    step(target, key, state, data, warmup) -> (state, info)   (info: a NamedTuple of scalars)
+`warmup` is True for the first n_burnin iterations (HMC: no MH test; NUTS: adaptation).
 
 One compiled call runs a block of iterations (every chain's trajectory, accept test and eval-set
 predictions, scanned); the host then accumulates per-chain model averages and stats row by row,
@@ -18,12 +23,13 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,22 +39,31 @@ from tqdm.auto import tqdm
 from bnn_shift.inference.checkpoint import (
     arrays_to_tree,
     load_arrays,
+    load_run_state,
+    prefixed,
     save_arrays,
+    save_run_state,
     tree_to_arrays,
 )
-from bnn_shift.inference.kernel import HMCInfo, HMCKernel, HMCState
 from bnn_shift.inference.sharding import is_writer, like_placed, to_host
-from bnn_shift.models.params import PyTree
+from bnn_shift.inference.target import Data, Target
+from bnn_shift.typing import PyTree
 
-STATS = ("accepted", "acceptance_rate", "diverging", "energy", "log_density", "mh", "step_size")
 KEEP_RULES = ("all", "accepted")
-STATE_FILE = "checkpoint.npz"
 DRAWS_DIR = "draws"
 BLOCK_BYTES = 4 * 2**20  # device output of one compiled block: bounds its number of iterations
 MAX_BLOCK = 100  # iterations per compiled call at most (and per checkpoint)
 BLOCK_SECONDS = 2.0  # wall time an automatic block aims at: progress, Ctrl-C and checkpoints
 
-PredictFn = Callable[[PyTree, jax.Array], jax.Array]  # (params, x (m, ...)) -> probs (m, k)
+
+class FullBatchSampler(Protocol):
+    """An MCMC engine on the whole training set (see the module docstring)."""
+
+    def init(self, target: Target, position: PyTree, data: Data) -> Any: ...
+
+    def step(
+        self, target: Target, key: jax.Array, state: Any, data: Data, warmup: jax.Array
+    ) -> tuple[Any, NamedTuple]: ...
 
 
 @dataclass
@@ -68,7 +83,7 @@ class ChainRun:
 class BlockOutput(NamedTuple):
     """Per-iteration outputs of one block, leaves (length, n_chains, ...)."""
 
-    info: HMCInfo
+    info: NamedTuple  # the engine's per-iteration info
     log_density: jax.Array
     log_likelihood: jax.Array  # summed over the training set
     probs: dict[str, jax.Array]  # eval name -> (length, n_chains, m, k)
@@ -101,65 +116,101 @@ def next_block_length(seconds: float, n_run: int, cap: int) -> int:
 
 
 def build_block(
-    kernel: HMCKernel,
-    predict: PredictFn,
+    engine: FullBatchSampler,
+    target: Target,
     n_chains: int,
     length: int,
     *,
     keep_positions: bool = True,
     traced_leaves: Mapping[str, int] | None = None,
 ):
-    """A jitted (key, start, stop, state, data, eval_x, n_burnin) -> (state, BlockOutput) running
+    """A (key, start, stop, state, data, eval_x, n_burnin) -> (state, BlockOutput) running
     iterations start .. min(start + length, stop) - 1 of every chain (rows past `stop` are
     zeros, so a shorter last block reuses the same program); iteration i uses
-    iteration_keys(key, i) and the MH test from i >= n_burnin on."""
-    traced_leaves = dict(traced_leaves or {})
+    iteration_keys(key, i) and is a warmup iteration while i < n_burnin.
 
-    def chains_step(keys, state, data, mh, eval_x):
-        state, info = jax.vmap(kernel.step, in_axes=(0, 0, None, None))(keys, state, data, mh)
-        probs = {
-            n: jax.vmap(predict, in_axes=(0, None))(state.position, x) for n, x in eval_x.items()
-        }
-        return state, info, probs
+    The program is compiled once per engine type, shapes and static settings: the engine and
+    the target are its arguments, so another fit of the same kind reuses it."""
+    settings = {
+        "n_chains": n_chains,
+        "length": length,
+        "keep_positions": keep_positions,
+        "traced": tuple(sorted(dict(traced_leaves or {}).items())),
+    }
 
-    # vmap over a chain axis of size 1 turns convolutions into grouped ones (several times
-    # slower on CPUs) and adds transposes, so a single chain runs unbatched.
-    def single_step(keys, state, data, mh, eval_x):
-        squeeze = partial(jax.tree.map, lambda a: a[0])
-        expand = partial(jax.tree.map, lambda a: a[None])
-        state, info = kernel.step(keys[0], squeeze(state), data, mh)
-        probs = {n: predict(state.position, x)[None] for n, x in eval_x.items()}
-        return expand(state), expand(info), probs
+    def block(key, start, stop, state, data, eval_x, n_burnin):
+        return _block(engine, target, key, *map(jnp.asarray, (start, stop)), state, data,
+                      eval_x, jnp.asarray(n_burnin), **settings)  # fmt: skip
 
-    step = single_step if n_chains == 1 else chains_step
+    return block
 
-    def block(key, start, stop, state: HMCState, data, eval_x, n_burnin):
-        def run(state, i):
-            state, info, probs = step(
-                iteration_keys(key, i, n_chains), state, data, i >= n_burnin, eval_x
-            )
-            leaves = jax.tree.leaves(state.position)
-            out = BlockOutput(
-                info=info,
-                log_density=state.logdensity,
-                log_likelihood=jnp.sum(state.loglik, axis=-1),
-                probs=probs,
-                traced={name: leaves[j] for name, j in traced_leaves.items()},
-                positions=state.position if keep_positions else None,
-            )
-            return state, out
 
-        shapes = jax.eval_shape(run, state, start)[1]
+def _chains_step(engine, target, keys, state, data, warmup, eval_x):
+    step = jax.vmap(engine.step, in_axes=(None, 0, 0, None, None))
+    state, info = step(target, keys, state, data, warmup)
+    probs = {
+        n: jax.vmap(target.predict, in_axes=(0, None))(state.position, x) for n, x in eval_x.items()
+    }
+    return state, info, probs
 
-        def skip(state, i):
-            return state, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
 
-        def one(state, i):
-            return jax.lax.cond(i < stop, run, skip, state, i)
+# vmap over a chain axis of size 1 turns convolutions into grouped ones (several times slower
+# on CPUs) and adds transposes, so a single chain runs unbatched.
+def _single_step(engine, target, keys, state, data, warmup, eval_x):
+    squeeze = partial(jax.tree.map, lambda a: a[0])
+    expand = partial(jax.tree.map, lambda a: a[None])
+    state, info = engine.step(target, keys[0], squeeze(state), data, warmup)
+    probs = {n: target.predict(state.position, x)[None] for n, x in eval_x.items()}
+    return expand(state), expand(info), probs
 
-        return jax.lax.scan(one, state, start + jnp.arange(length))
 
-    return jax.jit(block)
+@eqx.filter_jit
+def _block(
+    engine, target, key, start, stop, state, data, eval_x, n_burnin, *,
+    n_chains, length, keep_positions, traced,
+):  # fmt: skip
+    step = _single_step if n_chains == 1 else _chains_step
+    traced_leaves = dict(traced)
+
+    def run(state, i):
+        keys = iteration_keys(key, i, n_chains)
+        state, info, probs = step(engine, target, keys, state, data, i < n_burnin, eval_x)
+        leaves = jax.tree.leaves(state.position)
+        out = BlockOutput(
+            info=info,
+            log_density=state.logdensity,
+            log_likelihood=jnp.sum(state.loglik, axis=-1),
+            probs=probs,
+            traced={name: leaves[j] for name, j in traced_leaves.items()},
+            positions=state.position if keep_positions else None,
+        )
+        return state, out
+
+    return scan_until(run, state, start, stop, length)
+
+
+def scan_until(run, state, start: jax.Array, stop: jax.Array, length: int):
+    """lax.scan of `run(state, i) -> (state, out)` over i = start .. start + length - 1, where
+    rows from `stop` on leave the state alone and output zeros: one program of fixed length
+    serves every shorter block."""
+    shapes = jax.eval_shape(run, state, start)[1]
+
+    def skip(state, i):
+        return state, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+
+    def one(state, i):
+        return jax.lax.cond(i < stop, run, skip, state, i)
+
+    return jax.lax.scan(one, state, start + jnp.arange(length))
+
+
+def warn_interrupted(name: str, done: int, total: int, unit: str, run_dir) -> None:
+    """The warning a driver gives when Ctrl-C stops it: what was done, where to resume."""
+    warnings.warn(
+        f"{name} interrupted after {done} of {total} {unit}; returning what was done"
+        + (f" (resume from {run_dir})" if run_dir else ""),
+        stacklevel=4,
+    )
 
 
 def function_space_trace(
@@ -179,20 +230,12 @@ def function_space_trace(
     return out
 
 
-def _fingerprint_matches(meta: dict[str, Any], fingerprint: dict[str, Any], path: Path) -> None:
-    if meta.get("fingerprint") != fingerprint:
-        raise ValueError(
-            f"{path} holds a checkpoint of a different run ({meta.get('fingerprint')}); "
-            f"this run is {fingerprint}. Use another run directory or delete it."
-        )
-
-
 def run_chains(
-    kernel: HMCKernel,
-    state: HMCState,
-    data: tuple,
+    engine: FullBatchSampler,
+    target: Target,
+    state: Any,
+    data: Data,
     *,
-    predict: PredictFn,
     eval_sets: Mapping[str, tuple[jax.Array, np.ndarray | None]],
     n_iterations: int,
     n_burnin: int,
@@ -206,30 +249,35 @@ def run_chains(
     progress: bool = True,
     block_length: int | None = None,
 ) -> ChainRun:
-    """Run chains (state leaves have a leading chain axis) for n_iterations, resuming from
-    run_dir's checkpoint when there is one. Interrupting returns what was done so far.
+    """Run chains of `engine` on `target` (state leaves have a leading chain axis) for
+    n_iterations, resuming from run_dir's checkpoint when there is one. Interrupting returns
+    what was done so far.
 
     keep: "all" post-burn-in states (the Markov chain) or only "accepted" ones (biased; the
-    paper's code). block_length: iterations per compiled call and checkpoint. By default
-    blocks adapt: one iteration for the first two calls (the first compiles), then as many as
+    paper's code; engines whose info has an `accepted` field). block_length: iterations per
+    compiled call and checkpoint. By default blocks adapt: one iteration for the first two
+    calls (the first compiles), then as many as
     take about BLOCK_SECONDS, capped by `iterations_per_call`'s memory rule; one program serves
     every length. The chain does not depend on the block lengths.
     """
     if keep not in KEEP_RULES:
         raise ValueError(f"keep must be one of {KEEP_RULES}, got {keep!r}")
     n_chains = int(state.logdensity.shape[0])
+    stat_names = (*_info_fields(engine, target, state, data), "log_density")
+    if keep == "accepted" and "accepted" not in stat_names:
+        raise ValueError(f'keep="accepted" needs an engine with an accept test, not {engine}')
     eval_x = {name: x for name, (x, _) in eval_sets.items()}
     eval_y = {name: y for name, (_, y) in eval_sets.items()}
     one_chain = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state.position)
     adaptive = block_length is None
     if adaptive:
-        sizes = {n: _prediction_size(predict, one_chain, x) for n, x in eval_x.items()}
+        sizes = {n: _prediction_size(target, one_chain, x) for n, x in eval_x.items()}
         block_length = iterations_per_call(one_chain, n_chains, sizes, keep_draws)
     block_length = min(block_length, n_iterations)
     next_length, n_calls = (1 if adaptive else block_length), 0
     block = build_block(
-        kernel,
-        predict,
+        engine,
+        target,
         n_chains,
         block_length,
         keep_positions=keep_draws,
@@ -241,12 +289,13 @@ def run_chains(
     fingerprint = dict(fingerprint or {}, n_chains=n_chains, seed=seed, n_burnin=n_burnin)
     fingerprint |= {"keep": keep} if keep != "all" else {}
 
-    if run_dir is not None and (Path(run_dir) / STATE_FILE).exists():
-        state, record, stats_rows, trace_rows = _resume(
+    if run_dir is not None:
+        state, stats_rows, trace_rows = _resume(
             Path(run_dir), state, record, fingerprint, keep_draws
         )
+    name = type(engine).__name__
     bar = tqdm(
-        total=n_iterations, initial=record.completed, desc="HMC", disable=not progress, unit="it"
+        total=n_iterations, initial=record.completed, desc=name, disable=not progress, unit="it"
     )
     key = jax.random.key(seed)
     try:
@@ -273,23 +322,26 @@ def run_chains(
             _show(bar, stats_rows, n_burnin, record.counts, length)
     except KeyboardInterrupt:
         record.interrupted = True
-        warnings.warn(
-            f"HMC interrupted after {record.completed} of {n_iterations} iterations; returning "
-            "what was drawn" + (f" (resume from {run_dir})" if run_dir else ""),
-            stacklevel=3,
-        )
+        warn_interrupted(name, record.completed, n_iterations, "iterations", run_dir)
     finally:
         bar.close()
-    record.stats = _stack(stats_rows, STATS, n_chains)
+    record.stats = _stack(stats_rows, stat_names, n_chains)
     record.trace = _stack(trace_rows, trace_rows[0].keys() if trace_rows else (), n_chains)
     if run_dir is not None and keep_draws:
         record.streamed = _stack_streamed_draws(Path(run_dir), state.position, record.completed)
     return record
 
 
-def _prediction_size(predict: PredictFn, params_like: PyTree, x: jax.Array) -> int:
+def _prediction_size(target: Target, params_like: PyTree, x: jax.Array) -> int:
     """m * k: the number of floats one chain's predictions on x take."""
-    return math.prod(jax.eval_shape(predict, params_like, x).shape)
+    return math.prod(eqx.filter_eval_shape(target.predict, params_like, x).shape)
+
+
+def _info_fields(engine, target: Target, state, data: Data) -> tuple[str, ...]:
+    """The names of the engine's per-iteration info fields (traced, not run)."""
+    one = jax.tree.map(lambda a: a[0], state)
+    info = eqx.filter_eval_shape(engine.step, target, jax.random.key(0), one, data, True)[1]
+    return info._fields
 
 
 def _record_iteration(
@@ -309,8 +361,7 @@ def _record_iteration(
 ) -> None:
     """Fold iteration i (row `row` of a block's host output) into the record."""
     info = jax.tree.map(lambda a: a[row], out.info)
-    stats_rows.append({k: getattr(info, k) for k in STATS if k != "log_density"})
-    stats_rows[-1]["log_density"] = out.log_density[row]
+    stats_rows.append(info._asdict() | {"log_density": out.log_density[row]})
     probs = {k: v[row].astype(np.float64) for k, v in out.probs.items()}
     trace = function_space_trace(out.log_likelihood[row], probs, eval_y)
     trace_rows.append(trace | {k: v[row] for k, v in out.traced.items()})
@@ -381,35 +432,30 @@ def _checkpoint(run_dir, state, record, stats_rows, trace_rows, fingerprint) -> 
     host_state = to_host(state)  # every process joins the gather; process 0 writes
     if not is_writer():
         return
-    arrays = tree_to_arrays(host_state, "state")
-    arrays |= {f"sums/{k}": v for k, v in record.sums.items()}
-    arrays["counts"] = record.counts
     n_chains = len(record.counts)
-    arrays |= {f"stats/{k}": v for k, v in _stack(stats_rows, STATS, n_chains).items()}
-    arrays |= {
-        f"trace/{k}": v for k, v in _stack(trace_rows, trace_rows[0].keys(), n_chains).items()
-    }
-    save_arrays(
-        run_dir / STATE_FILE, arrays, {"completed": record.completed, "fingerprint": fingerprint}
-    )
+    arrays = {f"sums/{k}": v for k, v in record.sums.items()} | {"counts": record.counts}
+    arrays |= {f"stats/{k}": v for k, v in _stack(stats_rows, stats_rows[0], n_chains).items()}
+    arrays |= {f"trace/{k}": v for k, v in _stack(trace_rows, trace_rows[0], n_chains).items()}
+    save_run_state(run_dir, host_state, arrays, record.completed, fingerprint)
 
 
-def _resume(run_dir, state, record, fingerprint, keep_draws):
-    arrays, meta = load_arrays(run_dir / STATE_FILE)
-    _fingerprint_matches(meta, fingerprint, run_dir / STATE_FILE)
-    state = like_placed(arrays_to_tree(arrays, "state", state), state)
-    record.completed = int(meta["completed"])
+def _resume(run_dir: Path, state, record: ChainRun, fingerprint, keep_draws: bool):
+    """Fill `record` from run_dir's checkpoint, if any -> (state, stats rows, trace rows)."""
+    loaded = load_run_state(run_dir, state, fingerprint)
+    if loaded is None:
+        return state, [], []
+    host_state, arrays, record.completed = loaded
+    state = like_placed(host_state, state)
     record.counts = arrays["counts"]
-    record.sums = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("sums/")}
-    stats = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("stats/")}
-    trace = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("trace/")}
+    record.sums = prefixed(arrays, "sums")
+    stats, trace = prefixed(arrays, "stats"), prefixed(arrays, "trace")
     stats_rows = [{k: v[i] for k, v in stats.items()} for i in range(record.completed)]
     trace_rows = [{k: v[i] for k, v in trace.items()} for i in range(record.completed)]
     if keep_draws and is_writer():  # draws written after the last checkpoint are redone
         for path in (run_dir / DRAWS_DIR).glob("iter*_chain*.npz"):
             if int(path.name[4:11]) >= record.completed:
                 path.unlink()
-    return state, record, stats_rows, trace_rows
+    return state, stats_rows, trace_rows
 
 
 def _stack(rows: list[dict[str, np.ndarray]], keys, n_chains: int) -> dict[str, np.ndarray]:
@@ -419,10 +465,9 @@ def _stack(rows: list[dict[str, np.ndarray]], keys, n_chains: int) -> dict[str, 
 
 
 def _show(bar, stats_rows, n_burnin: int, counts: np.ndarray, n_new: int) -> None:
-    sampled = [row["acceptance_rate"] for row in stats_rows[n_burnin:]]
-    bar.set_postfix(
-        accept=f"{np.mean(sampled):.2f}" if sampled else "burn-in",
-        kept=int(counts.sum()),
-        diverging=int(sum(row["diverging"].sum() for row in stats_rows)),
-    )
+    sampled = [row.get("acceptance_rate", np.nan) for row in stats_rows[n_burnin:]]
+    shown = {"accept": f"{np.mean(sampled):.2f}" if sampled else "burn-in"}
+    shown["kept"] = int(counts.sum())
+    shown["diverging"] = int(sum(np.sum(row.get("diverging", 0)) for row in stats_rows))
+    bar.set_postfix(shown)
     bar.update(n_new)

@@ -10,7 +10,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from bnn_shift.models.params import PyTree
+from bnn_shift.typing import PyTree
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -58,3 +58,40 @@ def arrays_to_tree(arrays: dict[str, np.ndarray], prefix: str, like: PyTree) -> 
             )
         restored.append(value)
     return jax.tree.unflatten(treedef, restored)
+
+
+STATE_FILE = "checkpoint.npz"
+
+
+def save_run_state(
+    run_dir: Path, state: PyTree, arrays: dict[str, np.ndarray], completed: int, fingerprint: dict
+) -> None:
+    """Checkpoint a driver: its engine state (host arrays), named extra arrays, the number of
+    iterations (or epochs) done and the fingerprint of the run's settings."""
+    arrays = tree_to_arrays(state, "state") | arrays
+    meta = {"completed": completed, "fingerprint": fingerprint}
+    save_arrays(Path(run_dir) / STATE_FILE, arrays, meta)
+
+
+def load_run_state(
+    run_dir: Path, state_like: PyTree, fingerprint: dict
+) -> tuple[PyTree, dict[str, np.ndarray], int] | None:
+    """-> (host state shaped like `state_like`, the extra arrays, iterations done), or None when
+    run_dir holds no checkpoint; a ValueError when it holds one of a different run."""
+    path = Path(run_dir) / STATE_FILE
+    if not path.exists():
+        return None
+    arrays, meta = load_arrays(path)
+    if meta.get("fingerprint") != json.loads(json.dumps(fingerprint)):
+        raise ValueError(
+            f"{path} holds a checkpoint of a different run ({meta.get('fingerprint')}); "
+            f"this run is {fingerprint}. Use another run directory or delete it."
+        )
+    state = arrays_to_tree(arrays, "state", state_like)
+    extras = {k: v for k, v in arrays.items() if not k.startswith("state/")}
+    return state, extras, int(meta["completed"])
+
+
+def prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The entries named `prefix/<name>`, as {name: array}."""
+    return {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{prefix}/")}

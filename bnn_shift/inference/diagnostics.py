@@ -39,10 +39,13 @@ def sampler_health(tree: xr.DataTree) -> dict[str, float | int | str]:
         "chains": int(stats.sizes["chain"]),
         "burn-in": int(warmup.sizes.get("draw", 0)),
         "draws": int(stats.sizes["draw"]),
-        "step size": attrs.get("step_size", float("nan")),
-        "acceptance rate": float(stats["acceptance_rate"].mean()),
-        "divergences": int(stats["diverging"].sum() + warmup.get("diverging", 0).sum()),
     }
+    if "acceptance_rate" in stats:  # Metropolis-adjusted samplers (not SGLD)
+        health |= {
+            "step size": attrs.get("step_size", float("nan")),
+            "acceptance rate": float(stats["acceptance_rate"].mean()),
+            "divergences": int(stats["diverging"].sum() + warmup.get("diverging", 0).sum()),
+        }
     if "n_leapfrog_steps" in attrs:
         health["leapfrog steps"] = attrs["n_leapfrog_steps"]
     if "accepted" in stats:

@@ -1,21 +1,21 @@
-"""`deep_ensemble(...)`: independent MAP fits trained side by side in one vmapped program."""
+"""`deep_ensemble(...)`: independent MAP fits trained side by side by the minibatch driver."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
-from bnn_shift.inference.likelihood import Likelihood, resolve_likelihood
-from bnn_shift.inference.map import check_training_inputs, make_epoch, make_optimizer
-from bnn_shift.inference.posterior import Posterior, stack_draws
-from bnn_shift.models.params import PyTree, partition_params
+from bnn_shift.inference.likelihood import Likelihood
+from bnn_shift.inference.map import _map_engine
+from bnn_shift.inference.minibatch import fit_epochs, prepare_epochs
+from bnn_shift.inference.posterior import Posterior
+from bnn_shift.models.params import partition_params
 from bnn_shift.priors.base import Prior
+from bnn_shift.typing import PyTree
 
 DEFAULT_MEMBERS = 5
 
@@ -38,11 +38,13 @@ def deep_ensemble(
     learning_rate: float,
     init_fn: Callable[[jax.Array], PyTree] | None = None,
     seed: int = 0,
+    run_dir: str | Path | None = None,
+    epochs_per_call: int | None = None,
     progress: bool = True,
     likelihood: str | Likelihood = "categorical",
 ) -> Posterior:
     """Train n_members MAP fits (map_fit's objective and optimizer) from different starts, all
-    in one jitted program vmapped over members; -> a Posterior whose draws are the members.
+    in one program vmapped over members; -> a Posterior whose draws are the members.
 
     Starting points: either `model` is a sequence of models of one architecture (one per member;
     n_members defaults to its length), or `model` is one model giving the architecture and
@@ -53,65 +55,36 @@ def deep_ensemble(
     "loss_member{i}" (n_epochs,) each member's; draw_chain is the member index.
     """
     starts, static, how = _member_starts(model, n_members, init_fn, seed)
-    n_members = len(starts)
-    params = starts[0]
-    lik = resolve_likelihood(likelihood)
-    x, y, batch = check_training_inputs(
-        eqx.combine(params, static), prior, x, y, batch_size, n_epochs, lik
-    )
-    n = len(x)
-    steps_per_epoch = n // batch
-    opt = make_optimizer(optimizer, learning_rate, n_epochs * steps_per_epoch)
-
-    member_epoch = make_epoch(static, prior, n, opt, lik)
-    epoch = jax.jit(jax.vmap(member_epoch, in_axes=(0, 0, None, None, 0)))
-    seeds = member_seeds(seed, n_members)
-    rngs = [np.random.default_rng(s) for s in seeds]
-    xs, ys = jnp.asarray(x), jnp.asarray(y)
-    stacked = jax.tree.map(jnp.asarray, stack_draws(starts))  # (n_members, ...)
-    opt_state = jax.jit(jax.vmap(opt.init))(stacked)
-    losses = []
-    started = time.perf_counter()
-    for e in tqdm(range(n_epochs), desc="ensemble", disable=not progress, unit="epoch"):
-        orders = np.stack(
-            [
-                r.permutation(n)[: steps_per_epoch * batch].reshape(steps_per_epoch, batch)
-                for r in rngs
-            ]
-        )  # (n_members, steps_per_epoch, batch)
-        stacked, opt_state, loss = epoch(stacked, opt_state, xs, ys, jnp.asarray(orders))
-        losses.append(np.asarray(loss, np.float64))
-        if not np.all(np.isfinite(losses[-1])):
-            bad = np.flatnonzero(~np.isfinite(losses[-1])).tolist()
-            raise FloatingPointError(
-                f"ensemble members {bad} reached a loss of {losses[-1][bad]} at epoch {e + 1}; "
-                "lower the learning rate"
-            )
-    losses = np.stack(losses)  # (n_epochs, n_members)
-    attrs = {
-        "method": "deep_ensemble",
+    problem = prepare_epochs(
+        eqx.combine(starts[0], static), prior, x, y,
+        likelihood=likelihood, batch_size=batch_size, n_epochs=n_epochs,
+    )  # fmt: skip
+    engine = _map_engine(problem.target.n, problem.batch_size, n_epochs, optimizer, learning_rate)
+    seeds = member_seeds(seed, len(starts))
+    settings = {
         "optimizer": optimizer,
         "learning_rate": learning_rate,
-        "n_epochs": n_epochs,
-        "batch_size": batch,
-        "n_members": n_members,
+        "n_members": len(starts),
         "init": how,
         "seed": seed,
         "member_seeds": seeds,
-        "n_train": n,
-        "prior": prior.describe(),
-        "likelihood": lik.describe(),
-        "seconds": time.perf_counter() - started,
     }
+    run, attrs = fit_epochs(
+        "deep_ensemble", engine, problem, starts, settings,
+        seeds=seeds, n_epochs=n_epochs, run_dir=run_dir, progress=progress,
+        epochs_per_call=epochs_per_call,
+    )  # fmt: skip
+    losses = run.stats["loss"]  # (n_epochs, n_members)
     stats = {"loss": losses.mean(axis=1)} | {
-        f"loss_member{i}": losses[:, i] for i in range(n_members)
+        f"loss_member{i}": losses[:, i] for i in range(len(starts))
     }
     return Posterior(
-        static=static,
-        draws=jax.tree.map(np.asarray, stacked),
-        draw_chain=np.arange(n_members, dtype=np.int32),
+        static=problem.target.static,
+        draws=jax.tree.map(np.asarray, run.state.position),
+        draw_chain=np.arange(len(starts), dtype=np.int32),
         stats=stats,
         attrs=attrs,
+        kind="ensemble",
     )
 
 

@@ -15,19 +15,18 @@ start every iteration and never mixes; j = 0 restores the paper's fixed trajecto
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from blackjax.mcmc.integrators import IntegratorState, velocity_verlet
 from blackjax.mcmc.trajectory import static_integration
 
 from bnn_shift.inference.metric import prior_metric, whiten_momentum
-from bnn_shift.priors.base import Prior, PyTree
-
-Data = tuple[jax.Array, jax.Array]  # (inputs (n, ...), labels (n,))
-PerExampleLogLik = Callable[[PyTree, Data], jax.Array]  # (params, data) -> (n,)
+from bnn_shift.inference.target import Data, Target
+from bnn_shift.priors.base import MassFactor, Prior
+from bnn_shift.typing import PyTree
 
 
 class HMCState(NamedTuple):
@@ -48,19 +47,12 @@ class HMCInfo(NamedTuple):
     energy: jax.Array  # Hamiltonian of the proposal
     mh: jax.Array  # bool: the Metropolis test was applied (False during burn-in)
     step_size: jax.Array  # the (jittered) leapfrog step of this trajectory
-
-
-class HMCKernel(NamedTuple):
-    init: Callable[[PyTree, Data], HMCState]
-    step: Callable[..., tuple[HMCState, HMCInfo]]  # (key, state, data, mh[, step_size])
-    n_steps: int
-    step_size: float
-    step_jitter: float
+    n_steps: jax.Array  # leapfrog steps (gradient evaluations) of this trajectory
 
 
 def default_trajectory_length(prior: Prior, temperature: float = 1.0) -> float:
-    """(pi/2) * sigma_prior * sqrt(T): a quarter period of the prior-only dynamics."""
-    return 0.5 * math.pi * prior.scale * math.sqrt(temperature)
+    """(pi/2) * prior.trajectory_scale * sqrt(T): a quarter period of the prior-only dynamics."""
+    return 0.5 * math.pi * prior.trajectory_scale * math.sqrt(temperature)
 
 
 def n_leapfrog_steps(trajectory_length: float, step_size: float, max_steps: int) -> int:
@@ -78,63 +70,72 @@ def n_leapfrog_steps(trajectory_length: float, step_size: float, max_steps: int)
     return n
 
 
-def build_kernel(
-    loglik_fn: PerExampleLogLik,
-    prior: Prior,
-    params_like: PyTree,
-    *,
-    step_size: float,
-    n_steps: int,
-    temperature: float = 1.0,
-    divergence_threshold: float = 1000.0,
-    trajectory_loglik_fn: PerExampleLogLik | None = None,
-    step_jitter: float = DEFAULT_STEP_JITTER,
-) -> HMCKernel:
-    """HMC on exp((sum_i loglik_i + log prior) / T) with the prior's preconditioner as metric.
+class HMC(eqx.Module):
+    """HMC on a `Target` with the prior's preconditioner as metric: a dead direction (no
+    likelihood) keeps sqrt(T) times the prior's sd.
 
-    A dead direction (no likelihood) therefore has sd sqrt(T) times the prior's.
-    step_jitter: each trajectory's step is step_size * U(1 - j, 1 + j); 0 = fixed trajectory.
+    step_size: the nominal leapfrog step (an array: programs are reused across step sizes);
+    n_steps: leapfrogs per trajectory; step_jitter: each trajectory's step is
+    step_size * U(1 - j, 1 + j), 0 = fixed trajectory; factors: the prior's mass factors, one
+    per parameter leaf (`HMC.for_target` computes them).
 
-    trajectory_loglik_fn: a cheaper (e.g. reduced-precision) likelihood for the leapfrog
-    gradients only; the accept test always uses `loglik_fn`, so the chain stays exact.
+    The target's `trajectory_logdensity` (possibly reduced precision) drives the leapfrogs; the
+    accept test always uses its float32 per-example log-likelihood, so the chain stays exact.
     """
-    check_step_jitter(step_jitter)
-    fast_loglik = trajectory_loglik_fn or loglik_fn
-    factors = prior.preconditioner(params_like)
-    metric = prior_metric(factors)
 
-    def logdensity(params: PyTree, data: Data) -> jax.Array:
-        return (jnp.sum(fast_loglik(params, data)) + prior.log_prob(params)) / temperature
+    step_size: jax.Array = eqx.field(converter=lambda h: jnp.asarray(h, jnp.float32))
+    n_steps: int = eqx.field(static=True)
+    factors: list[MassFactor | None]
+    step_jitter: float = eqx.field(static=True, default=DEFAULT_STEP_JITTER)
+    divergence_threshold: float = eqx.field(static=True, default=1000.0)
 
-    def init(position: PyTree, data: Data) -> HMCState:
-        value, grad = jax.value_and_grad(logdensity)(position, data)
-        return HMCState(position, value, grad, loglik_fn(position, data))
+    def __check_init__(self):
+        check_step_jitter(self.step_jitter)
 
-    def step(key: jax.Array, state: HMCState, data: Data, mh: jax.Array, step_size=step_size):
-        """One trajectory of `n_steps` leapfrogs; `step_size` may be traced (for tuning)."""
+    @classmethod
+    def for_target(
+        cls, target: Target, params_like: PyTree, *, step_size, n_steps: int, **settings
+    ) -> HMC:
+        """The engine with `target`'s prior preconditioner for parameters like `params_like`."""
+        factors = target.prior.preconditioner(params_like)
+        return cls(step_size, n_steps, factors, **settings)
+
+    def init(self, target: Target, position: PyTree, data: Data) -> HMCState:
+        value, grad = jax.value_and_grad(target.trajectory_logdensity)(position, data)
+        return HMCState(position, value, grad, target.loglik(position, data))
+
+    def step(
+        self, target: Target, key: jax.Array, state: HMCState, data: Data, warmup: jax.Array
+    ) -> tuple[HMCState, HMCInfo]:
+        """One trajectory; during warmup (burn-in) no MH test, diverging proposals refused."""
         key_momentum, key_accept, key_jitter = jax.random.split(key, 3)
-        if step_jitter:
+        step_size = self.step_size
+        if self.step_jitter:
             step_size = step_size * jax.random.uniform(
-                key_jitter, minval=1.0 - step_jitter, maxval=1.0 + step_jitter
+                key_jitter, minval=1.0 - self.step_jitter, maxval=1.0 + self.step_jitter
             )
-        integrator = velocity_verlet(lambda p: logdensity(p, data), metric.kinetic_energy)
+        metric = prior_metric(self.factors)
+        integrator = velocity_verlet(
+            lambda p: target.trajectory_logdensity(p, data), metric.kinetic_energy
+        )
         momentum = metric.sample_momentum(key_momentum, state.position)
         start = IntegratorState(state.position, momentum, state.logdensity, state.logdensity_grad)
-        end = static_integration(integrator)(start, step_size, n_steps)
-        loglik = loglik_fn(end.position, data)
+        end = static_integration(integrator)(start, step_size, self.n_steps)
+        loglik = target.loglik(end.position, data)
 
-        xi0 = jax.tree.leaves(whiten_momentum(factors, momentum))
-        xi1 = jax.tree.leaves(whiten_momentum(factors, end.momentum))
+        xi0 = jax.tree.leaves(whiten_momentum(self.factors, momentum))
+        xi1 = jax.tree.leaves(whiten_momentum(self.factors, end.momentum))
         delta_kinetic = 0.5 * sum(jnp.sum((a - b) * (a + b)) for a, b in zip(xi0, xi1))
-        delta_loglik = jnp.sum(loglik - state.loglik) / temperature
-        delta_prior = prior.log_prob_diff(end.position, state.position) / temperature
-        log_ratio = delta_loglik + delta_prior + delta_kinetic
-
+        log_ratio = (
+            target.logdensity_diff(end.position, state.position, loglik, state.loglik)
+            + delta_kinetic
+        )
         finite = jnp.isfinite(log_ratio) & jnp.isfinite(end.logdensity)
-        diverging = ~finite | (-log_ratio > divergence_threshold)
+        diverging = ~finite | (-log_ratio > self.divergence_threshold)
         log_ratio = jnp.where(finite, log_ratio, -jnp.inf)
         passes_mh = jnp.log(jax.random.uniform(key_accept)) < log_ratio
         # burn-in skips the MH test but still refuses diverging (finite yet exploding) proposals
+        mh = jnp.logical_not(warmup)
         accepted = ~diverging & jnp.where(mh, passes_mh, True)
 
         proposal = HMCState(end.position, end.logdensity, end.logdensity_grad, loglik)
@@ -146,12 +147,11 @@ def build_kernel(
             log_accept_ratio=log_ratio,
             diverging=diverging,
             energy=energy,
-            mh=jnp.asarray(mh),
+            mh=mh,
             step_size=jnp.asarray(step_size, jnp.float32),
+            n_steps=jnp.asarray(self.n_steps, jnp.int32),
         )
         return new_state, info
-
-    return HMCKernel(init, step, n_steps, step_size, step_jitter)
 
 
 def check_step_jitter(step_jitter: float) -> None:

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bnn_shift.models.params import PyTree, combine_params
+from bnn_shift.models.params import combine_params
+from bnn_shift.typing import PyTree
 
 LogLikelihood = Callable[[PyTree, jax.Array, jax.Array], jax.Array]
 
@@ -294,3 +297,24 @@ def sequence_gaussian_likelihood(noise_std: float = 1.0) -> Likelihood:
         return check_sequence_data(x, y, output_shape(model, x))
 
     return Likelihood(f"sequence_gaussian(noise_std={noise_std:g})", loglik, predict, check)
+
+
+@functools.cache  # one object per description: programs keyed on it are compiled once
+def likelihood_from_description(text: str) -> Likelihood:
+    """The built-in likelihood whose `describe()` is `text` (as saved in a Posterior's attrs)."""
+    fixed = {"categorical": CATEGORICAL, "sequence_categorical": SEQUENCE_CATEGORICAL}
+    if text in fixed:
+        return fixed[text]
+    match = re.fullmatch(r"(sequence_gaussian|gaussian)\(noise_std=(.*)\)", text)
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a built-in likelihood, so this posterior cannot rebuild it; pass "
+            "per_draw= to predict_draws, or use each draw's model (posterior.draw(i))"
+        )
+    kind, value = match.groups()
+    if kind == "sequence_gaussian":
+        return sequence_gaussian_likelihood(float(value))
+    if value == "learned":
+        return gaussian_likelihood(None)
+    numbers = [float(v) for v in value.strip("[]").split()]
+    return gaussian_likelihood(numbers[0] if value[0] != "[" else numbers)

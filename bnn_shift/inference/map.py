@@ -1,82 +1,73 @@
-"""`map_fit(...)`: maximum a posteriori training with optax, on the same log posterior as HMC."""
+"""MAP as a minibatch engine: optax on the mean negative log posterior, and `map_fit(...)`."""
 
 from __future__ import annotations
 
-import time
+from pathlib import Path
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
-from bnn_shift.inference.likelihood import CATEGORICAL, Likelihood, resolve_likelihood
+from bnn_shift.inference.likelihood import Likelihood
+from bnn_shift.inference.minibatch import EpochEngine, fit_epochs, prepare_epochs
 from bnn_shift.inference.posterior import Posterior, stack_draws
-from bnn_shift.models.params import PyTree, partition_params
+from bnn_shift.inference.target import Data, Target
 from bnn_shift.priors.base import Prior
+from bnn_shift.typing import PyTree
 
 OPTIMIZERS = ("adam", "sgd")
 
 
-def make_optimizer(name: str, learning_rate: float, n_steps: int) -> optax.GradientTransformation:
+def make_optimizer(name: str, learning_rate, n_steps: int) -> optax.GradientTransformation:
     """Adam or SGD with momentum 0.9, both with a cosine-decayed learning rate."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
     schedule = optax.cosine_decay_schedule(learning_rate, decay_steps=max(n_steps, 1))
     if name == "adam":
         return optax.adam(schedule)
     return optax.sgd(schedule, momentum=0.9)
 
 
-def check_training_inputs(
-    model: PyTree,
-    prior: Prior,
-    x,
-    y,
-    batch_size: int | None,
-    n_epochs: int,
-    likelihood: Likelihood = CATEGORICAL,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Validate data, batch size, epochs and the prior's fit to the model -> (x, y, batch)."""
-    x, y = likelihood.check(model, x, y)
-    n = len(x)
-    batch = n if batch_size is None else int(batch_size)
-    if not 1 <= batch <= n:
-        raise ValueError(f"batch_size must be between 1 and the data size {n}, got {batch_size}")
-    if n_epochs < 1:
-        raise ValueError(f"n_epochs must be >= 1, got {n_epochs}")
-    jax.eval_shape(prior.log_prob, eqx.filter(model, eqx.is_inexact_array))  # traced, not run
-    return x, y, batch
+def check_learning_rate(learning_rate: float) -> None:
+    """Raise a ValueError unless the learning rate is finite and > 0."""
+    if not (np.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"learning_rate must be finite and > 0, got {learning_rate}")
 
 
-def make_epoch(
-    static: PyTree,
-    prior: Prior,
-    n: int,
-    opt: optax.GradientTransformation,
-    likelihood: Likelihood = CATEGORICAL,
-):
-    """(params, opt_state, xs, ys, order (steps, batch)) -> (params, opt_state, mean loss): one
-    epoch of minibatch steps on -(log posterior)/n, minibatch likelihoods scaled by n/batch."""
+class MAPState(NamedTuple):
+    position: PyTree
+    opt_state: optax.OptState
 
-    def loss_fn(p, xb, yb):
-        loglik = jnp.sum(likelihood.loglik(p, static, xb, yb)) * (n / xb.shape[0])
-        return -(loglik + prior.log_prob(p)) / n
 
-    def epoch(p, opt_state, xs, ys, order):
-        def one_step(carry, idx):
-            p, opt_state = carry
-            loss, grads = jax.value_and_grad(loss_fn)(p, xs[idx], ys[idx])
-            updates, opt_state = opt.update(grads, opt_state, p)
-            return (optax.apply_updates(p, updates), opt_state), loss
+class MAPInfo(NamedTuple):
+    loss: jax.Array  # -(minibatch log joint) / n
 
-        (p, opt_state), losses = jax.lax.scan(one_step, (p, opt_state), order)
-        return p, opt_state, jnp.mean(losses)
 
-    return epoch
+class MAP(EpochEngine):
+    """Minimises -(log likelihood + log prior) / n (a mean loss, so learning rates do not
+    depend on the data size) with `optimizer` at a cosine-decayed learning rate over
+    n_steps steps."""
+
+    learning_rate: jax.Array = eqx.field(converter=lambda r: jnp.asarray(r, jnp.float32))
+    n_steps: int = eqx.field(static=True)
+    optimizer: str = eqx.field(static=True, default="adam")
+
+    def _optax(self) -> optax.GradientTransformation:
+        return make_optimizer(self.optimizer, self.learning_rate, self.n_steps)
+
+    def init(self, target: Target, position: PyTree) -> MAPState:
+        return MAPState(position, self._optax().init(position))
+
+    def step(self, target: Target, key, state: MAPState, batch: Data, step) -> tuple:
+        def loss(p):
+            return -target.minibatch_log_joint(p, batch) / target.n
+
+        value, grads = jax.value_and_grad(loss)(state.position)
+        updates, opt_state = self._optax().update(grads, state.opt_state, state.position)
+        return MAPState(optax.apply_updates(state.position, updates), opt_state), MAPInfo(value)
 
 
 def map_fit(
@@ -90,6 +81,8 @@ def map_fit(
     optimizer: str = "adam",
     learning_rate: float = 1e-3,
     seed: int = 0,
+    run_dir: str | Path | None = None,
+    epochs_per_call: int | None = None,
     progress: bool = True,
     likelihood: str | Likelihood = "categorical",
 ) -> Posterior:
@@ -99,44 +92,31 @@ def map_fit(
     minibatches (batch_size < n) rescale their likelihood by n / batch_size. stats["loss"] holds
     the per-epoch mean loss, -(log posterior)/n. likelihood: "categorical" (classifiers),
     "gaussian" or a `Likelihood` such as gaussian_likelihood(noise_std) (regression).
+    run_dir: checkpoint after each block of epochs there; calling again resumes (bit for bit).
+    epochs_per_call: epochs per compiled call and checkpoint (default: adapted to ~2 s).
     """
-    params, static = partition_params(model)
-    lik = resolve_likelihood(likelihood)
-    x, y, batch = check_training_inputs(model, prior, x, y, batch_size, n_epochs, lik)
-    n = len(x)
-    steps_per_epoch = n // batch
-    opt = make_optimizer(optimizer, learning_rate, n_epochs * steps_per_epoch)
-
-    epoch = jax.jit(make_epoch(static, prior, n, opt, lik))
-
-    rng = np.random.default_rng(seed)
-    xs, ys = jnp.asarray(x), jnp.asarray(y)
-    opt_state = opt.init(params)
-    losses = []
-    started = time.perf_counter()
-    for _ in tqdm(range(n_epochs), desc="MAP", disable=not progress, unit="epoch"):
-        order = rng.permutation(n)[: steps_per_epoch * batch].reshape(steps_per_epoch, batch)
-        params, opt_state, loss = epoch(params, opt_state, xs, ys, jnp.asarray(order))
-        losses.append(float(loss))
-        if not np.isfinite(losses[-1]):
-            raise FloatingPointError(
-                f"MAP loss became {losses[-1]} at epoch {len(losses)}; lower the learning rate"
-            )
-    attrs = {
-        "method": "map",
-        "optimizer": optimizer,
-        "learning_rate": learning_rate,
-        "n_epochs": n_epochs,
-        "batch_size": batch,
-        "seed": seed,
-        "n_train": n,
-        "prior": prior.describe(),
-        "likelihood": lik.describe(),
-        "seconds": time.perf_counter() - started,
-    }
-    return Posterior(
-        static=static,
-        draws=stack_draws([params]),
-        stats={"loss": np.asarray(losses)},
-        attrs=attrs,
+    problem = prepare_epochs(
+        model, prior, x, y, likelihood=likelihood, batch_size=batch_size, n_epochs=n_epochs
     )
+    engine = _map_engine(problem.target.n, problem.batch_size, n_epochs, optimizer, learning_rate)
+    settings = {"optimizer": optimizer, "learning_rate": learning_rate, "seed": seed}
+    run, attrs = fit_epochs(
+        "map", engine, problem, [problem.params], settings,
+        seeds=[seed], n_epochs=n_epochs, run_dir=run_dir, progress=progress,
+        epochs_per_call=epochs_per_call,
+    )  # fmt: skip
+    final = jax.tree.map(lambda a: np.asarray(a[0]), run.state.position)
+    return Posterior(
+        static=problem.target.static,
+        draws=stack_draws([final]),
+        stats={"loss": run.stats["loss"][:, 0]},
+        attrs=attrs,
+        kind="optimizer",
+    )
+
+
+def _map_engine(n: int, batch: int, n_epochs: int, optimizer: str, learning_rate: float) -> MAP:
+    """The MAP engine for n_epochs of n // batch steps, its settings checked."""
+    check_learning_rate(learning_rate)
+    make_optimizer(optimizer, learning_rate, 1)  # checks the name
+    return MAP(learning_rate, n_epochs * (n // batch), optimizer)

@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 from blackjax.mcmc.metrics import Metric
 
-from bnn_shift.priors.base import MassFactor, PyTree
+from bnn_shift.priors.base import MassFactor
+from bnn_shift.typing import PyTree
 
 
 def _map_leaves(fn, factors: Sequence[MassFactor | None], *trees: PyTree) -> PyTree:

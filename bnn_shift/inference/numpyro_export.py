@@ -7,8 +7,9 @@ Its log density equals this package's: (sum_i log p(y_i | x_i) + prior.log_prob(
 How each prior becomes sites:
 - Gaussian, Laplace, StudentT (`FactorisedPrior`): `distribution().expand(shape).to_event()`.
 - EmpCov: `EmpCovDistribution`, rows of the weight, through the prior's own whitening.
-- ByPath: each leaf gets the sites of the rule that governs it.
-- Temperature(p, T): the sites of `p` under `numpyro.handlers.scale(1/T)`.
+- a prior built from others (`Prior.split`): each part's sites over its leaves, under
+  `numpyro.handlers.scale(weight)`: ByPath gives each leaf the sites of the rule that governs it,
+  Temperature(p, T) the sites of `p` under scale 1/T.
 - any other prior (ExpNorm, SumFilter, ...): an `ImproperUniform` site per leaf plus one
   `numpyro.factor("log_prior_<k>", prior.log_prob(leaves))`. Such sites cannot be drawn from the
   prior (Predictive without samples, `init_to_sample`); start NUTS with `init_to_value`.
@@ -29,17 +30,10 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
 from bnn_shift.inference.posterior import Posterior
-from bnn_shift.models.params import (
-    PyTree,
-    combine_params,
-    param_paths,
-    partition_params,
-    path_to_str,
-)
+from bnn_shift.models.params import combine_params, param_paths, partition_params, path_to_str
 from bnn_shift.priors.base import FactorisedPrior, Prior
-from bnn_shift.priors.compose import ByPath
 from bnn_shift.priors.empcov import EmpCov
-from bnn_shift.priors.temperature import Temperature
+from bnn_shift.typing import PyTree
 
 LABEL_SITE = "y"
 NumPyroModel = Callable[..., None]  # (x (n, ...), y (n,) | None) -> None
@@ -108,18 +102,13 @@ def _route(
     prior: Prior, tree: PyTree, indices: list[int], scale: float, blocks: list[_Block]
 ) -> None:
     """Append the blocks of `prior` over `tree` (as its `log_prob` sees it) to `blocks`."""
-    if isinstance(prior, Temperature):
-        _route(prior.prior, tree, indices, scale / prior.temperature, blocks)
-        return
-    if isinstance(prior, ByPath):
-        leaves = jax.tree.leaves(tree)
-        owners = prior.assign(tree)
-        for pattern, sub in zip(prior.patterns, prior.priors):
-            if idx := owners[pattern]:
-                _route(sub, [leaves[i] for i in idx], [indices[i] for i in idx], scale, blocks)
-        return
     if not isinstance(prior, Prior):
         raise TypeError(f"numpyro_model needs a bnn_shift Prior, got {type(prior).__name__}")
+    if parts := prior.split(tree):
+        for part in parts:
+            sub_indices = [indices[i] for i in part.leaves]
+            _route(part.prior, part.of(tree), sub_indices, scale * part.weight, blocks)
+        return
     leaves, treedef = jax.tree.flatten(tree)
     dists = [_leaf_distribution(prior, leaf) for leaf in leaves]
     if all(d is not None for d in dists):

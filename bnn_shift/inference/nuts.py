@@ -1,31 +1,122 @@
-"""`nuts(...)`: BlackJAX NUTS with Stan-style window adaptation, for small models.
+"""NUTS as a full-batch engine: BlackJAX's multinomial NUTS with Stan's windowed adaptation of
+the step size and a diagonal mass matrix, one adaptation step per warmup iteration.
 
 The tree depth adapts per iteration, so it is a poor fit for large networks (each iteration may
 cost up to 2^max_depth gradients) but a good reference sampler and a way to find step sizes.
+Running under the shared driver gives it chains in lockstep, sharding, checkpoints and resume.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
 
-import blackjax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from blackjax.adaptation.base import get_filter_adapt_info_fn
-from tqdm.auto import tqdm
+from blackjax.adaptation.window_adaptation import WindowAdaptationState, base, build_schedule
+from blackjax.mcmc import hmc as blackjax_hmc
+from blackjax.mcmc import nuts as blackjax_nuts
 
-from bnn_shift.inference.convergence import check_convergence
-from bnn_shift.inference.likelihood import (
-    CATEGORICAL,
-    Likelihood,
-    check_inputs,
-    resolve_likelihood,
-)
+from bnn_shift.inference.likelihood import Likelihood
 from bnn_shift.inference.posterior import Posterior
-from bnn_shift.models.params import PyTree, partition_params
+from bnn_shift.inference.sampler import prepare_chains, sample_chains
+from bnn_shift.inference.target import Data, Target
 from bnn_shift.priors.base import Prior
+from bnn_shift.typing import PyTree
+
+
+class NUTSState(NamedTuple):
+    position: PyTree
+    logdensity: jax.Array  # tempered log posterior
+    logdensity_grad: PyTree
+    loglik: jax.Array  # (n,) per-example log-likelihood
+    adaptation: WindowAdaptationState
+    n_adapted: jax.Array  # warmup steps taken (index into the schedule)
+
+
+class NUTSInfo(NamedTuple):
+    acceptance_rate: jax.Array
+    diverging: jax.Array
+    n_steps: jax.Array  # leapfrog steps of the trajectory
+    energy: jax.Array
+    step_size: jax.Array
+
+
+class NUTS(eqx.Module):
+    """NUTS whose warmup iterations adapt step size and diagonal mass (Stan's schedule for
+    n_warmup steps); afterwards both stay at the adapted values.
+
+    n_warmup: the driver's n_burnin; target_acceptance: dual averaging's goal; max_depth:
+    tree doublings at most."""
+
+    schedule: jax.Array  # (n_warmup, 2) int: window stage, end of a slow window
+    target_acceptance: float = eqx.field(static=True, default=0.8)
+    max_depth: int = eqx.field(static=True, default=10)
+    initial_step_size: float = eqx.field(static=True, default=1.0)
+
+    @classmethod
+    def for_warmup(cls, n_warmup: int, **settings) -> NUTS:
+        """The engine for a run whose first n_warmup iterations adapt."""
+        return cls(jnp.asarray(build_schedule(n_warmup), jnp.int32), **settings)
+
+    def _adaptation(self):
+        # blackjax 1.7 deprecates base() in favour of staged_adaptation, whose only entry point
+        # is a whole warmup loop; base's (init, update, final) is what one step per iteration needs
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return base(is_mass_matrix_diagonal=True, target_acceptance_rate=self.target_acceptance)
+
+    def init(self, target: Target, position: PyTree, data: Data) -> NUTSState:
+        value, grad = jax.value_and_grad(target.logdensity)(position, data)
+        adaptation = self._adaptation()[0](position, self.initial_step_size)
+        loglik = target.loglik(position, data)
+        return NUTSState(position, value, grad, loglik, adaptation, jnp.asarray(0, jnp.int32))
+
+    def step(
+        self, target: Target, key: jax.Array, state: NUTSState, data: Data, warmup: jax.Array
+    ) -> tuple[NUTSState, NUTSInfo]:
+        _, update, final = self._adaptation()
+        adapted = state.adaptation
+        step_size, inverse_mass = jax.lax.cond(
+            warmup,
+            lambda a: (a.step_size, a.inverse_mass_matrix),
+            final,
+            adapted,
+        )
+        hmc_state = blackjax_hmc.HMCState(state.position, state.logdensity, state.logdensity_grad)
+        new, info = blackjax_nuts.build_kernel()(
+            key, hmc_state, lambda p: target.logdensity(p, data), step_size, inverse_mass,
+            self.max_depth,
+        )  # fmt: skip
+        stage = self.schedule[jnp.minimum(state.n_adapted, len(self.schedule) - 1)]
+        adapted = jax.lax.cond(
+            warmup,
+            lambda a: update(
+                a, (stage[0], stage[1].astype(bool)), new.position, info.acceptance_rate
+            ),
+            lambda a: a,
+            adapted,
+        )
+        state = NUTSState(
+            new.position,
+            new.logdensity,
+            new.logdensity_grad,
+            target.loglik(new.position, data),
+            adapted,
+            state.n_adapted + jnp.asarray(warmup, jnp.int32),
+        )
+        info = NUTSInfo(
+            info.acceptance_rate,
+            info.is_divergent,
+            info.num_integration_steps,
+            info.energy,
+            jnp.asarray(step_size, jnp.float32),
+        )
+        return state, info
 
 
 def nuts(
@@ -41,16 +132,24 @@ def nuts(
     max_depth: int = 10,
     temperature: float = 1.0,
     seed: int = 0,
-    eval_sets: Mapping[str, np.ndarray] | None = None,
+    eval_sets: Mapping[str, np.ndarray | tuple[np.ndarray, np.ndarray]] | None = None,
+    thin: int = 1,
+    run_dir: str | Path | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    trace_params: Sequence[str] = (),
     progress: bool = True,
     likelihood: str | Likelihood = "categorical",
+    iterations_per_call: int | None = None,
 ) -> Posterior:
-    """NUTS on the full-batch posterior; every post-warmup state is a draw.
+    """NUTS on the full-batch posterior: n_warmup adapting iterations, then n_samples draws
+    (every post-warmup state) per chain, through the same driver as `hmc` (lockstep chains,
+    data split over `devices`, checkpoints in `run_dir` with bit-identical resume, running
+    model averages on eval_sets, function-space R-hat with >= 2 chains).
 
-    Warmup adapts the step size and a diagonal mass matrix (BlackJAX `window_adaptation`, with
-    its per-step info filtered down to scalars so memory does not grow with the parameters).
-    stats: acceptance_rate, diverging, n_steps, energy, each (n_samples, n_chains).
-    likelihood: "categorical", "gaussian" or a `Likelihood`; eval_sets need "categorical".
+    stats: acceptance_rate, diverging, n_steps, energy, step_size, log_density, each
+    (n_warmup + n_samples, n_chains); attrs["step_sizes"] the adapted step per chain.
+    likelihood: "categorical", "gaussian" or a `Likelihood`; labelled eval_sets need
+    "categorical".
     """
     if n_warmup < 1 or n_samples < 1 or n_chains < 1:
         raise ValueError(
@@ -59,102 +158,20 @@ def nuts(
         )
     if not 0 < target_acceptance < 1:
         raise ValueError(f"target_acceptance must lie in (0, 1), got {target_acceptance}")
-    params, static = partition_params(model)
-    lik = resolve_likelihood(likelihood)
-    if eval_sets and lik != CATEGORICAL:
-        raise ValueError("eval_sets hold class probabilities: use them with a categorical model")
-    x, y = lik.check(model, x, y)
-    prior.log_prob(params)
-    data = (jnp.asarray(x), jnp.asarray(y))
-
-    def logdensity(p):
-        return (jnp.sum(lik.loglik(p, static, *data)) + prior.log_prob(p)) / temperature
-
-    keep_scalars = get_filter_adapt_info_fn(info_keys={"acceptance_rate", "is_divergent"})
-    warmup = blackjax.window_adaptation(
-        blackjax.nuts,
-        logdensity,
-        target_acceptance_rate=target_acceptance,
-        adaptation_info_fn=keep_scalars,
-        max_num_doublings=max_depth,
-    )
-    sample = _sampler(logdensity, n_samples, max_depth)
-    started = time.perf_counter()
-    draws, chain_stats, step_sizes = [], [], []
-    for chain in tqdm(range(n_chains), desc="NUTS chains", disable=not progress):
-        key_warm, key_sample = jax.random.split(jax.random.fold_in(jax.random.key(seed), chain))
-        (state, tuned), _ = warmup.run(key_warm, params, num_steps=n_warmup)
-        positions, info = sample(
-            state, key_sample, tuned["step_size"], tuned["inverse_mass_matrix"]
-        )
-        draws.append(positions)
-        chain_stats.append(info)
-        step_sizes.append(float(tuned["step_size"]))
-
-    stats = {k: np.stack([s[k] for s in chain_stats], axis=1) for k in chain_stats[0]}
-    all_draws = jax.tree.map(lambda *d: np.concatenate(d), *draws)
-    trace = {"log_likelihood": _trace_loglik(all_draws, static, data, n_samples, n_chains, lik)}
-    post = Posterior(
-        static=static,
-        draws=all_draws,
-        draw_chain=np.repeat(np.arange(n_chains, dtype=np.int32), n_samples),
-        stats=stats,
-        trace=trace,
-        attrs={
-            "method": "nuts",
-            "n_warmup": n_warmup,
-            "n_burnin": 0,
-            "n_chains": n_chains,
-            "step_size": float(np.mean(step_sizes)),
-            "step_sizes": step_sizes,
-            "target_acceptance": target_acceptance,
-            "max_depth": max_depth,
-            "temperature": temperature,
-            "seed": seed,
-            "n_train": len(x),
-            "prior": prior.describe(),
-            "likelihood": lik.describe(),
-            "seconds": time.perf_counter() - started,
-        },
-    )
-    for name, xe in (eval_sets or {}).items():
-        post.predictions[name] = post.predict_proba(check_inputs(name, xe, x.shape[1:]))
-    return check_convergence(post)
-
-
-def _sampler(logdensity, n_samples: int, max_depth: int):
-    """(state, key, step_size, inverse_mass_matrix) -> (positions (n, ...), per-step stats):
-    n_samples NUTS steps in one scan, compiled once for every chain."""
-
-    @jax.jit
-    def run(state, key, step_size, inverse_mass_matrix):
-        kernel = blackjax.nuts(
-            logdensity, step_size, inverse_mass_matrix, max_num_doublings=max_depth
-        )
-
-        def one(state, key):
-            state, info = kernel.step(key, state)
-            stats = {
-                "acceptance_rate": info.acceptance_rate,
-                "diverging": info.is_divergent,
-                "n_steps": info.num_integration_steps,
-                "energy": info.energy,
-            }
-            return state, (state.position, stats)
-
-        return jax.lax.scan(one, state, jax.random.split(key, n_samples))[1]
-
-    def sample(state, key, step_size, inverse_mass_matrix):
-        positions, stats = run(state, key, step_size, inverse_mass_matrix)
-        return jax.tree.map(np.asarray, positions), {k: np.asarray(v) for k, v in stats.items()}
-
-    return sample
-
-
-def _trace_loglik(
-    draws, static, data, n_samples: int, n_chains: int, likelihood: Likelihood
-) -> np.ndarray:
-    """Train log-likelihood of every draw, (n_samples, n_chains)."""
-    total = jax.jit(jax.vmap(lambda p: jnp.sum(likelihood.loglik(p, static, *data))))
-    values = np.asarray(total(jax.tree.map(jnp.asarray, draws)))
-    return values.reshape(n_chains, n_samples).T
+    problem = prepare_chains(
+        model, prior, x, y,
+        likelihood=likelihood, temperature=temperature, n_chains=n_chains, seed=seed,
+        devices=devices, eval_sets=eval_sets,
+    )  # fmt: skip
+    engine = NUTS.for_warmup(n_warmup, target_acceptance=target_acceptance, max_depth=max_depth)
+    settings = {"n_warmup": n_warmup, "target_acceptance": target_acceptance}
+    post = sample_chains(
+        "nuts", engine, problem, settings | {"max_depth": max_depth},
+        n_iterations=n_warmup + n_samples, n_burnin=n_warmup, seed=seed, thin=thin,
+        run_dir=run_dir, trace_params=trace_params, progress=progress,
+        iterations_per_call=iterations_per_call,
+    )  # fmt: skip
+    step_sizes = post.stats["step_size"][n_warmup:]
+    post.attrs["step_sizes"] = [float(h) for h in step_sizes[0]] if len(step_sizes) else []
+    post.attrs["step_size"] = float(np.mean(post.attrs["step_sizes"] or [np.nan]))
+    return post

@@ -8,6 +8,7 @@ to supply the static structure.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,23 +19,31 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from bnn_shift.inference.likelihood import predict_probs
-from bnn_shift.models.params import PyTree, param_paths, partition_params
+from bnn_shift.inference.likelihood import Likelihood, PredictFn, likelihood_from_description
+from bnn_shift.models.params import param_paths, partition_params
+from bnn_shift.typing import PyTree
 
 
 @eqx.filter_jit
-def _summed_probs(draws: PyTree, static: PyTree, x: jax.Array) -> jax.Array:  # (n, k)
-    """Sum over the leading draw axis of softmax predictions, one draw at a time."""
+def _summed(draws: PyTree, static: PyTree, x: jax.Array, per_draw: PredictFn) -> jax.Array:
+    """Sum over the leading draw axis of per_draw(params, static, x), one draw at a time."""
 
     def add(total, params):
-        return total + predict_probs(params, static, x), None
+        return total + per_draw(params, static, x), None
 
-    zero = jnp.zeros_like(predict_probs(jax.tree.map(lambda d: d[0], draws), static, x))
-    total, _ = jax.lax.scan(add, zero, draws)
-    return total
+    zero = jnp.zeros_like(per_draw(jax.tree.map(lambda d: d[0], draws), static, x))
+    return jax.lax.scan(add, zero, draws)[0]
+
+
+@eqx.filter_jit
+def _each(draws: PyTree, static: PyTree, x: jax.Array, per_draw: PredictFn) -> jax.Array:
+    """per_draw(params, static, x) of every draw (leading axis), one draw at a time."""
+    return jax.lax.map(lambda params: per_draw(params, static, x), draws)
 
 
 DRAW_CHUNK = 32  # draws moved to the device at once: bounds device memory for long runs
+DRAW_CHUNK_FLOATS = 2**24  # per-draw predictions come in row chunks of at most this many floats
+PROBABILITIES = ("categorical", "sequence_categorical")  # likelihoods predicting probabilities
 
 
 @dataclass
@@ -50,6 +59,9 @@ class Posterior:
     predictions: eval-set name -> running model-average probabilities (m, k).
     variational: name -> params pytree (no draw axis) describing a fitted approximation q;
         mfvi: "mean" and "std", q = N(mean, std^2) independently per parameter.
+    kind: what the draws are (KINDS): "chain" (MCMC states, stats per iteration and chain),
+        "optimizer" (a point estimate), "ensemble" (independent fits) or "variational" (draws
+        from a fitted q); inferred from the other fields when not given (old files).
     """
 
     static: PyTree
@@ -60,10 +72,15 @@ class Posterior:
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
     variational: dict[str, PyTree] = field(default_factory=dict)
+    kind: str | None = None
 
     def __post_init__(self):
         if self.draw_chain is None:
             self.draw_chain = np.zeros(self.n_draws, np.int32)
+        if self.kind is None:
+            self.kind = _infer_kind(self.attrs, self.variational)
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
 
     @property
     def n_draws(self) -> int:
@@ -72,44 +89,78 @@ class Posterior:
 
     @property
     def is_chain(self) -> bool:
-        """True for sampler output (stats per iteration and chain), False for optimizers."""
-        return "n_burnin" in self.attrs
+        """True for sampler output (stats per iteration and chain)."""
+        return self.kind == "chain"
 
     def draw(self, i: int) -> PyTree:
         """The full model (params + structure) of draw `i`."""
         return eqx.combine(jax.tree.map(lambda d: d[i], self.draws), self.static)
 
-    def predict_proba(self, x, batch_size: int = 4096) -> np.ndarray:  # (n, k)
+    @property
+    def likelihood(self) -> Likelihood:
+        """The observation model the draws were fitted with (from attrs["likelihood"])."""
+        return likelihood_from_description(self.attrs.get("likelihood", "categorical"))
+
+    def predict_proba(self, x, batch_size: int = 4096) -> np.ndarray:  # (n, k) or (n, T, k)
         """Model-average class probabilities: the mean over draws of softmax(model(x))."""
-        likelihood = self.attrs.get("likelihood", "categorical")
-        if likelihood != "categorical":
+        if self.likelihood.name not in PROBABILITIES:
             raise ValueError(
                 f"class probabilities need a categorical likelihood; this posterior was fitted "
-                f"with {likelihood} (use posterior.draw(i) for each draw's outputs, or "
-                "bnn_shift.sklearn.BNNRegressor for predictive means and stds)"
+                f"with {self.likelihood.describe()} (use predict for the model-average means, "
+                "predict_draws for each draw's, or bnn_shift.sklearn.BNNRegressor for "
+                "predictive means and stds)"
             )
+        return self.model_average(x, batch_size)
+
+    def model_average(self, x, batch_size: int = 4096) -> np.ndarray:  # (n, ...)
+        """The mean over draws of the likelihood's prediction (probabilities or means); draws
+        are read (possibly from a memory map) and moved DRAW_CHUNK at a time."""
+        self._check_draws()
+        x = np.asarray(x, np.float32)
+        parts = []
+        for i in range(0, len(x), batch_size):
+            total, rows = 0.0, jnp.asarray(x[i : i + batch_size])
+            for draws in self._draw_chunks():
+                total = total + _summed(draws, self.static, rows, self.likelihood.predict)
+            parts.append(np.asarray(total / self.n_draws))
+        return np.concatenate(parts)
+
+    def predict_draws(
+        self, x, batch_size: int | None = None, per_draw: PredictFn | None = None
+    ) -> np.ndarray:  # (n_draws, n, ...)
+        """Every draw's prediction on x (n, ...): the likelihood's (class probabilities or
+        means) or per_draw(params, static, x). Rows come in chunks of at most batch_size and
+        DRAW_CHUNK_FLOATS floats over all draws, draws DRAW_CHUNK at a time."""
+        self._check_draws()
+        per_draw = per_draw or self.likelihood.predict
+        x = np.asarray(x, np.float32)
+        one = jax.tree.map(lambda d: jax.ShapeDtypeStruct(d.shape[1:], d.dtype), self.draws)
+        size = math.prod(eqx.filter_eval_shape(per_draw, one, self.static, x[:1]).shape)
+        step = max(1, DRAW_CHUNK_FLOATS // (self.n_draws * max(size, 1)))
+        step = step if batch_size is None else min(step, batch_size)
+        rows = []
+        for i in range(0, len(x), step):
+            chunk = jnp.asarray(x[i : i + step])
+            parts = [_each(d, self.static, chunk, per_draw) for d in self._draw_chunks()]
+            rows.append(np.concatenate([np.asarray(p) for p in parts]))
+        return np.concatenate(rows, axis=1)
+
+    def predict(self, x, batch_size: int = 4096) -> np.ndarray:  # (n,) or (n, ...)
+        """Classes of the model-average probabilities (categorical), else the model-average
+        means."""
+        if self.likelihood.name in PROBABILITIES:
+            return np.argmax(self.predict_proba(x, batch_size), axis=-1)
+        return self.model_average(x, batch_size)
+
+    def _check_draws(self) -> None:
         if self.n_draws == 0:
             raise ValueError(
                 "this posterior has no draws (every proposal was rejected?); lower the step size"
             )
-        x = np.asarray(x, np.float32)
-        return np.concatenate(
-            [
-                self._mean_probs(jnp.asarray(x[i : i + batch_size]))
-                for i in range(0, len(x), batch_size)
-            ]
-        )
 
-    def _mean_probs(self, x: jax.Array) -> np.ndarray:  # (m, k)
-        """Draws are read (possibly from a memory map) and moved DRAW_CHUNK at a time."""
-        total = 0.0
+    def _draw_chunks(self):
         for start in range(0, self.n_draws, DRAW_CHUNK):
-            chunk = jax.tree.map(lambda d, s=start: jnp.asarray(d[s : s + DRAW_CHUNK]), self.draws)
-            total = total + _summed_probs(chunk, self.static, x)
-        return np.asarray(total / self.n_draws)
-
-    def predict(self, x, batch_size: int = 4096) -> np.ndarray:  # (n,)
-        return np.argmax(self.predict_proba(x, batch_size), axis=-1)
+            yield jax.tree.map(lambda d, s=start: jnp.asarray(d[s : s + DRAW_CHUNK]), self.draws)
 
     def to_datatree(self) -> xr.DataTree:
         """ArviZ-style DataTree. Samplers: `posterior` / `warmup_posterior` (function-space trace)
@@ -117,7 +168,8 @@ class Posterior:
         (step). Always: `draws` (sample, ...) with the kept parameters and their chain, and
         `predictions`; `variational/<name>` per variational pytree. Settings are JSON in the root
         attribute `bnn_shift`."""
-        groups = {"/": xr.Dataset(attrs={"bnn_shift": json.dumps(self.attrs, default=str)})}
+        root = {"bnn_shift": json.dumps(self.attrs, default=str), "kind": self.kind}
+        groups = {"/": xr.Dataset(attrs=root)}
         if self.is_chain:
             burn = int(self.attrs["n_burnin"])
             for name, values in (("sample_stats", self.stats), ("posterior", self.trace)):
@@ -131,7 +183,10 @@ class Posterior:
         for name, params in self.variational.items():
             groups[f"variational/{name}"] = _params_dataset(params)
         groups["predictions"] = xr.Dataset(
-            {k: ((f"{k}_example", "class"), np.asarray(v)) for k, v in self.predictions.items()}
+            {
+                k: (_prediction_dims(k, np.ndim(v)), np.asarray(v))
+                for k, v in self.predictions.items()
+            }
         )
         return xr.DataTree.from_dict(groups)
 
@@ -152,7 +207,8 @@ class Posterior:
             tree = tree.load()
         attrs = json.loads(tree.attrs.get("bnn_shift", "{}"))
         draws, draw_chain = _read_draws(tree["draws"].to_dataset(), params_like, path)
-        post = cls(static, draws, draw_chain, attrs=attrs)
+        kind = tree.attrs.get("kind")  # None in files written before it was stored
+        post = cls(static, draws, draw_chain, attrs=attrs, kind=kind)
         if post.is_chain:
             post.stats = _read_chain(tree, "sample_stats")
             post.trace = _read_chain(tree, "posterior")
@@ -165,6 +221,24 @@ class Posterior:
                 for name, group in tree["variational"].children.items()
             }
         return post
+
+
+def _prediction_dims(name: str, ndim: int) -> tuple[str, ...]:
+    """(example, ..., output) names: sequence predictions keep their extra axes."""
+    return (f"{name}_example", *[f"{name}_dim_{i}" for i in range(ndim - 2)], f"{name}_output")
+
+
+KINDS = ("chain", "optimizer", "ensemble", "variational")
+
+
+def _infer_kind(attrs: dict[str, Any], variational: dict) -> str:
+    """The kind of a posterior built without one: from its attrs (as files before kinds were
+    stored)."""
+    if "n_burnin" in attrs:
+        return "chain"
+    if variational or attrs.get("method") == "mfvi":
+        return "variational"
+    return "ensemble" if attrs.get("method") == "deep_ensemble" else "optimizer"
 
 
 def _chain_dataset(values: dict[str, np.ndarray], rows: slice) -> xr.Dataset:

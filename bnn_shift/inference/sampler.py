@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
-from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
-from bnn_shift.inference.chains import ChainRun, run_chains
+from bnn_shift.inference.chains import ChainRun, FullBatchSampler, run_chains
 from bnn_shift.inference.convergence import check_convergence
 from bnn_shift.inference.kernel import (
     DEFAULT_STEP_JITTER,
-    build_kernel,
+    HMC,
     check_step_jitter,
     default_trajectory_length,
     n_leapfrog_steps,
@@ -24,19 +25,24 @@ from bnn_shift.inference.likelihood import (
     CATEGORICAL,
     Likelihood,
     check_inputs,
-    resolve_likelihood,
-    with_precision,
 )
 from bnn_shift.inference.posterior import Posterior, empty_draws, stack_draws
-from bnn_shift.inference.sharding import make_mesh, masked, place_chains, place_data, replicate
+from bnn_shift.inference.sharding import make_mesh, place_chains, place_data, replicate
+from bnn_shift.inference.target import Data, Target, make_target
 from bnn_shift.inference.tuning import check_tuning, stable_step_size, tune_step_size
-from bnn_shift.models.params import PyTree, param_paths, partition_params
+from bnn_shift.models.params import param_paths
 from bnn_shift.priors.base import Prior
+from bnn_shift.typing import PyTree
 
 INITS = ("model", "prior")
 INIT_STREAM = 2**31 - 1  # fold_in index for initial draws, disjoint from iteration indices
 TUNE_STREAM = 2**31 - 2  # fold_in index for step-size tuning
 TUNE_N_STEPS = 10  # leapfrogs per tuning trajectory
+# sample_chains' settings, which an engine's fit function passes through
+RUN_SETTINGS = (
+    "n_iterations", "n_burnin", "thin", "keep", "keep_draws", "run_dir", "trace_params",
+    "progress", "iterations_per_call",
+)  # fmt: skip
 
 
 def hmc(
@@ -86,7 +92,7 @@ def hmc(
     step_jitter: each trajectory's step is step_size * U(1 - j, 1 + j) with the number of
         leapfrog steps fixed, so no direction's oscillation stays in phase with the trajectory
         (which would freeze it); 0 = the paper's fixed trajectory.
-    trajectory_length: defaults to (pi/2) * prior.scale * sqrt(T) (at the nominal step).
+    trajectory_length: defaults to (pi/2) * prior.trajectory_scale * sqrt(T) (nominal step).
     eval_sets: name -> inputs (m, ...) or (inputs, labels): model-average probabilities are
         kept running; labelled sets are also traced per iteration for diagnostics.
     thin: keep every thin-th post-burn-in draw (all enter the running averages).
@@ -110,70 +116,129 @@ def hmc(
     warning is raised when any R-hat exceeds 1.1.
     Interrupting (Ctrl-C) returns the posterior drawn so far, with attrs["interrupted"] True.
     """
-    _check_settings(n_iterations, n_burnin, temperature, n_chains, thin, init, iterations_per_call)
+    _check_run(n_iterations, n_burnin, thin, iterations_per_call)
     check_step_jitter(step_jitter)
-    params, static = partition_params(model)
-    lik = resolve_likelihood(likelihood)
-    x, y = lik.check(model, x, y)
+    problem = prepare_chains(
+        model, prior, x, y,
+        likelihood=likelihood, temperature=temperature, precision=precision,
+        n_chains=n_chains, init=init, seed=seed, devices=devices, eval_sets=eval_sets,
+    )  # fmt: skip
+    target = problem.target
     tau = (
         default_trajectory_length(prior, temperature)
         if trajectory_length is None
         else trajectory_length
     )
-    prior.log_prob(params)  # fails early, with the prior's message, if rules do not fit the model
 
-    fast = with_precision(lik.loglik, precision)
-
-    def make_kernel(step_size: float, n_steps: int):
-        return build_kernel(
-            lambda p, data: masked(lik.loglik(p, static, data[0], data[1]), data[2]),
-            prior,
-            params,
-            step_size=step_size,
-            n_steps=n_steps,
-            temperature=temperature,
-            trajectory_loglik_fn=lambda p, data: masked(fast(p, static, data[0], data[1]), data[2]),
-            step_jitter=step_jitter,
+    def make_engine(step_size: float, n_steps: int | None = None) -> HMC:
+        n_steps = n_steps or n_leapfrog_steps(tau, step_size, max_steps)
+        return HMC.for_target(
+            target, problem.params, step_size=step_size, n_steps=n_steps, step_jitter=step_jitter
         )
 
-    mesh = make_mesh(n_chains, devices)
-    data = place_data(x, y, mesh)
-    positions = place_chains(_initial_positions(params, prior, n_chains, init, seed), mesh)
     tuning = {}
     if isinstance(step_size, str):
         if step_size != "auto":
             raise ValueError(f'step_size must be a positive number or "auto", got {step_size!r}')
         step_size, tuning = _auto_step_size(
-            make_kernel, positions, data, tau, seed, n_tune, target_acceptance, max_steps
+            make_engine, problem, tau, seed, n_tune, target_acceptance, max_steps
         )
-    n_steps = n_leapfrog_steps(tau, step_size, max_steps)
-    kernel = make_kernel(step_size, n_steps)
-    state = jax.jit(jax.vmap(kernel.init, in_axes=(0, None)))(positions, data)
-    evals = {
-        name: (replicate(xe, mesh), ye)
-        for name, (xe, ye) in _check_eval_sets(eval_sets, x.shape[1:], lik).items()
-    }
+    engine = make_engine(step_size)
     settings = {
         "step_size": step_size,
         "step_jitter": step_jitter,
         "trajectory_length": tau,
-        "n_leapfrog_steps": n_steps,
-        "temperature": temperature,
-        "n_train": len(x),
+        "n_leapfrog_steps": engine.n_steps,
         "init": init,
+        "precision": precision,
+    } | tuning
+    return sample_chains(
+        "hmc", engine, problem, settings,
+        n_iterations=n_iterations, n_burnin=n_burnin, seed=seed, thin=thin, keep=keep,
+        keep_draws=keep_draws, run_dir=run_dir, trace_params=trace_params, progress=progress,
+        iterations_per_call=iterations_per_call,
+    )  # fmt: skip
+
+
+class ChainProblem(NamedTuple):
+    """A full-batch fit's target and its data, starting points and eval sets, placed on a mesh."""
+
+    target: Target
+    params: PyTree  # the model's parameters (one chain, host)
+    data: Data  # (x, y, mask) split on the batch axis
+    positions: PyTree  # (n_chains, ...) starting points
+    eval_sets: dict[str, tuple[jax.Array, np.ndarray | None]]  # name -> (inputs, labels)
+    mesh: Mesh
+
+
+def prepare_chains(
+    model: PyTree,
+    prior: Prior,
+    x,
+    y,
+    *,
+    likelihood: str | Likelihood = "categorical",
+    temperature: float = 1.0,
+    precision: str = "float32",
+    n_chains: int = 1,
+    init: str = "model",
+    seed: int = 0,
+    devices: Sequence[jax.Device] | None = None,
+    eval_sets: Mapping[str, np.ndarray | tuple[np.ndarray, np.ndarray]] | None = None,
+) -> ChainProblem:
+    """Check the data and settings shared by every full-batch sampler and place them."""
+    _check_problem(n_chains, init)
+    target, params, x, y = make_target(
+        model, prior, x, y, likelihood=likelihood, temperature=temperature, precision=precision
+    )
+    mesh = make_mesh(n_chains, devices)
+    evals = {
+        name: (replicate(xe, mesh), ye)
+        for name, (xe, ye) in _check_eval_sets(eval_sets, x.shape[1:], target.likelihood).items()
+    }
+    positions = place_chains(_initial_positions(params, prior, n_chains, init, seed), mesh)
+    return ChainProblem(target, params, place_data(x, y, mesh), positions, evals, mesh)
+
+
+def sample_chains(
+    method: str,
+    engine: FullBatchSampler,
+    problem: ChainProblem,
+    settings: dict,
+    *,
+    seed: int,
+    n_iterations: int = 100,
+    n_burnin: int = 10,
+    thin: int = 1,
+    keep: str = "all",
+    keep_draws: bool = True,
+    run_dir: str | Path | None = None,
+    trace_params: Sequence[str] = (),
+    progress: bool = True,
+    iterations_per_call: int | None = None,
+) -> Posterior:
+    """Run `engine`'s chains from the problem's starting points through `run_chains`; -> the
+    Posterior, with function-space R-hat/ESS when there are >= 2 chains. The settings are
+    `hmc`'s."""
+    _check_run(n_iterations, n_burnin, thin, iterations_per_call)
+    target, params = problem.target, problem.params
+    state = _init_chains(engine, target, problem.positions, problem.data)
+    n_chains = int(state.logdensity.shape[0])
+    settings = settings | {
+        "temperature": target.temperature,
+        "n_train": target.n,
         "thin": thin,
         "keep": keep,
-        "precision": precision,
-        "prior": prior.describe(),
-        "likelihood": lik.describe(),
-    } | tuning
+        "prior": target.prior.describe(),
+        "likelihood": target.likelihood.describe(),
+    }
     started = time.perf_counter()
     run = run_chains(
-        kernel,
+        engine,
+        target,
         state,
-        data,
-        predict=partial(_predict, static=static, likelihood=lik),
-        eval_sets=evals,
+        problem.data,
+        eval_sets=problem.eval_sets,
         n_iterations=n_iterations,
         n_burnin=n_burnin,
         seed=seed,
@@ -181,46 +246,57 @@ def hmc(
         keep=keep,
         keep_draws=keep_draws,
         run_dir=None if run_dir is None else Path(run_dir),
-        fingerprint=settings | {"shapes": [list(a.shape) for a in jax.tree.leaves(params)]},
+        fingerprint=settings | {"method": method, "shapes": _shapes(params)},
         traced_leaves=_leaf_indices(params, trace_params),
         progress=progress,
         block_length=iterations_per_call,
     )
     attrs = settings | {
-        "method": "hmc",
+        "method": method,
         "n_iterations": run.completed,
         "interrupted": run.interrupted,
         "n_burnin": n_burnin,
         "n_chains": n_chains,
         "seed": seed,
-        "n_devices": mesh.devices.size,
+        "n_devices": problem.mesh.devices.size,
         "seconds": time.perf_counter() - started,
     }
-    return check_convergence(_posterior(run, params, static, attrs))
+    return check_convergence(_posterior(run, params, target.static, attrs))
 
 
-def _auto_step_size(make_kernel, positions, data, tau, seed, n_tune, target, max_steps):
+@eqx.filter_jit
+def _init_chains(engine: FullBatchSampler, target: Target, positions: PyTree, data: Data):
+    return jax.vmap(engine.init, in_axes=(None, 0, None))(target, positions, data)
+
+
+def _shapes(params: PyTree) -> list[list[int]]:
+    return [list(a.shape) for a in jax.tree.leaves(params)]
+
+
+def _auto_step_size(make_engine, problem: ChainProblem, tau, seed, n_tune, target, max_steps):
     """Dual-averaged step size from chain 0's start, checked (and halved where needed) on
     trajectories of the real length; and the attrs that record how."""
     initial = tau / 100
     check_tuning(n_tune, target, initial)
-    tuner = make_kernel(initial, min(TUNE_N_STEPS, max_steps))
-    start = jax.tree.map(lambda a: a[0], positions)
-    start_state = jax.jit(tuner.init)(start, data)
+    tuner = make_engine(initial, min(TUNE_N_STEPS, max_steps))
+    start = jax.tree.map(lambda a: a[0], problem.positions)
+    start_state = eqx.filter_jit(tuner.init)(problem.target, start, problem.data)
     key_tune, key_check = jax.random.split(jax.random.fold_in(jax.random.key(seed), TUNE_STREAM))
     found = tune_step_size(
         tuner,
+        problem.target,
         start_state,
-        data,
+        problem.data,
         key_tune,
         initial_step_size=initial,
         n_tune=n_tune,
         target_acceptance=target,
     )
     checked = stable_step_size(
-        lambda h: make_kernel(h, n_leapfrog_steps(tau, h, max_steps)),
+        make_engine,
+        problem.target,
         start_state,
-        data,
+        problem.data,
         key_check,
         step_size=found.step_size,
         target_acceptance=target,
@@ -242,14 +318,8 @@ def _leaf_indices(params: PyTree, names: Sequence[str]) -> dict[str, int]:
     return {name: paths.index(name) for name in names}
 
 
-def _predict(params: PyTree, x: jax.Array, static: PyTree, likelihood: Likelihood) -> jax.Array:
-    return likelihood.predict(params, static, x)
-
-
 def _posterior(run: ChainRun, params: PyTree, static: PyTree, attrs: dict) -> Posterior:
     total = int(run.counts.sum())
-    shape = run.stats["accepted"].shape  # (n_iterations, n_chains)
-    constants = {"n_steps": np.full(shape, attrs["n_leapfrog_steps"], np.int32)}
     predictions = {
         k: (v.sum(axis=0) / max(total, 1)).astype(np.float32) for k, v in run.sums.items()
     }
@@ -262,7 +332,7 @@ def _posterior(run: ChainRun, params: PyTree, static: PyTree, attrs: dict) -> Po
         static=static,
         draws=draws,
         draw_chain=draw_chain,
-        stats=run.stats | constants,
+        stats=run.stats,
         trace=run.trace,
         predictions=predictions if total else {},
         attrs=attrs,
@@ -277,16 +347,12 @@ def _initial_positions(params: PyTree, prior: Prior, n_chains: int, init: str, s
     return jax.vmap(lambda k: prior.sample(k, params))(keys)
 
 
-def _check_settings(
-    n_iterations, n_burnin, temperature, n_chains, thin, init, iterations_per_call=None
-) -> None:
+def _check_run(n_iterations, n_burnin, thin, iterations_per_call) -> None:
     if n_iterations < 1 or not 0 <= n_burnin <= n_iterations:
         raise ValueError(
             f"need n_iterations >= 1 and 0 <= n_burnin <= n_iterations, "
             f"got {n_iterations=}, {n_burnin=}"
         )
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be finite and > 0, got {temperature}")
     if iterations_per_call is not None and (
         isinstance(iterations_per_call, bool)
         or not isinstance(iterations_per_call, int)
@@ -295,8 +361,13 @@ def _check_settings(
         raise ValueError(
             f"iterations_per_call must be a positive integer, got {iterations_per_call!r}"
         )
-    if n_chains < 1 or thin < 1:
-        raise ValueError(f"n_chains and thin must be >= 1, got {n_chains=}, {thin=}")
+    if thin < 1:
+        raise ValueError(f"thin must be >= 1, got {thin=}")
+
+
+def _check_problem(n_chains, init) -> None:
+    if n_chains < 1:
+        raise ValueError(f"n_chains must be >= 1, got {n_chains=}")
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
 

@@ -1,24 +1,25 @@
-"""`sgld(...)`: stochastic-gradient Langevin dynamics (SGLD / SGHMC, optionally cyclical)."""
+"""SG-MCMC as a minibatch engine (SGLD / SGHMC, optionally cyclical), and `sgld(...)`."""
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from blackjax.sgmcmc.diffusions import overdamped_langevin
 from blackjax.util import generate_gaussian_noise
-from tqdm.auto import tqdm
 
-from bnn_shift.inference.likelihood import Likelihood, resolve_likelihood
-from bnn_shift.inference.map import check_training_inputs
-from bnn_shift.inference.posterior import Posterior, stack_draws
-from bnn_shift.models.params import PyTree, partition_params
+from bnn_shift.inference.likelihood import Likelihood
+from bnn_shift.inference.minibatch import EpochEngine, fit_epochs, prepare_epochs
+from bnn_shift.inference.posterior import Posterior, empty_draws, stack_draws
+from bnn_shift.inference.target import Data, Target
 from bnn_shift.priors.base import Prior
+from bnn_shift.typing import PyTree
 
 
 class SGMCMCState(NamedTuple):
@@ -110,6 +111,43 @@ def draw_epochs(
     return epochs[keep & (to_cycle_end % thin_epochs == 0)]
 
 
+class SGMCMCInfo(NamedTuple):
+    loss: jax.Array  # -(minibatch log joint) / n
+
+
+class SGMCMC(EpochEngine):
+    """SGLD (momentum 0) or SGHMC on a Target: drift learning_rate * grad(log joint)/n per
+    step (eta = learning_rate / n on the full log density), noise scaled by the target's
+    temperature times noisy[epoch] (0 in cSG-MCMC's exploration phases)."""
+
+    learning_rate: float = eqx.field(static=True)
+    total_steps: int = eqx.field(static=True)
+    steps_per_epoch: int = eqx.field(static=True)
+    noisy: jax.Array  # (n_epochs,) 1.0 in sampling epochs, 0.0 in exploration
+    momentum: float = eqx.field(static=True, default=0.0)
+    cycles: int = eqx.field(static=True, default=1)
+
+    def init(self, target: Target, position: PyTree) -> SGMCMCState:
+        return init(position, self.momentum)
+
+    def step(self, target: Target, key, state: SGMCMCState, batch: Data, step_index) -> tuple:
+        def loss(p):
+            return -target.minibatch_log_joint(p, batch) / target.n
+
+        value, grads = jax.value_and_grad(loss)(state.position)
+        schedule = step_size_schedule(self.learning_rate, self.total_steps, self.cycles)
+        noise = self.noisy[step_index // self.steps_per_epoch]
+        state = step(
+            key,
+            state,
+            jax.tree.map(lambda g: -target.n * g, grads),
+            schedule(step_index) / target.n,
+            momentum=self.momentum,
+            temperature=target.temperature * noise,
+        )
+        return state, SGMCMCInfo(value)
+
+
 def sgld(
     model: PyTree,
     prior: Prior,
@@ -126,6 +164,8 @@ def sgld(
     explore_fraction: float = 0.8,
     temperature: float = 1.0,
     seed: int = 0,
+    run_dir: str | Path | None = None,
+    epochs_per_call: int | None = None,
     progress: bool = True,
     likelihood: str | Likelihood = "categorical",
 ) -> Posterior:
@@ -139,107 +179,60 @@ def sgld(
     with friction 1 - momentum. cycles = 1 keeps the step constant and keeps one draw per
     thin_epochs epochs after n_burnin_epochs; cycles > 1 (n_epochs divisible by it) uses the
     cyclical cosine schedule of cSG-MCMC: the first explore_fraction of each cycle runs without
-    noise, draws come from the rest (still only after n_burnin_epochs). stats["loss"]
-    (n_epochs,) is the mean minibatch -(log posterior estimate)/n, stats["learning_rate"] the
-    rate at each epoch's last step; attrs["draw_epochs"] says when each draw was taken.
+    noise, draws come from the rest (still only after n_burnin_epochs). A chain-kind Posterior:
+    stats["loss"] (n_epochs, 1) is the mean minibatch -(log posterior estimate)/n per epoch,
+    stats["learning_rate"] (n_epochs, 1) the rate at each epoch's last step; attrs["n_burnin"]
+    is n_burnin_epochs and attrs["draw_epochs"] says when each draw was taken.
+    run_dir: checkpoint after each block of epochs there; calling again resumes (bit for bit).
+    epochs_per_call: epochs per compiled call and checkpoint (default: adapted to ~2 s).
     """
-    params, static = partition_params(model)
-    lik = resolve_likelihood(likelihood)
-    x, y, batch = check_training_inputs(model, prior, x, y, batch_size, max(n_epochs, 1), lik)
-    n = len(x)
+    problem = prepare_epochs(
+        model, prior, x, y, likelihood=likelihood, temperature=temperature,
+        batch_size=batch_size, n_epochs=max(n_epochs, 1),
+    )  # fmt: skip
     kept = _check_settings(
-        learning_rate,
-        n_epochs,
-        n_burnin_epochs,
-        thin_epochs,
-        momentum,
-        cycles,
-        explore_fraction,
-        temperature,
+        learning_rate, n_epochs, n_burnin_epochs, thin_epochs, momentum, cycles, explore_fraction
     )
-    steps_per_epoch = n // batch
-    schedule = step_size_schedule(learning_rate, n_epochs * steps_per_epoch, cycles)
+    steps_per_epoch = problem.target.n // problem.batch_size
     noisy = sampling_epochs(n_epochs, cycles, explore_fraction).astype(np.float32)
-
-    def loss_fn(p, xb, yb):
-        loglik = jnp.sum(lik.loglik(p, static, xb, yb)) * (n / xb.shape[0])
-        return -(loglik + prior.log_prob(p)) / n
-
-    @jax.jit
-    def epoch(state, key, e, xs, ys, order, noise):  # order (steps_per_epoch, batch)
-        def one_step(state, inputs):
-            k, idx, i = inputs
-            loss, grads = jax.value_and_grad(loss_fn)(state.position, xs[idx], ys[idx])
-            logpost_grad = jax.tree.map(lambda g: -n * g, grads)
-            eta = schedule(e * steps_per_epoch + i) / n
-            state = step(
-                k, state, logpost_grad, eta, momentum=momentum, temperature=temperature * noise
-            )
-            return state, loss
-
-        keys = jax.random.split(jax.random.fold_in(key, e), steps_per_epoch)
-        inputs = (keys, order, jnp.arange(steps_per_epoch))
-        state, losses = jax.lax.scan(one_step, state, inputs)
-        return state, jnp.mean(losses)
-
-    rng = np.random.default_rng(seed)
-    key = jax.random.key(seed)
-    xs, ys = jnp.asarray(x), jnp.asarray(y)
-    state = init(params, momentum)
+    engine = SGMCMC(
+        learning_rate, n_epochs * steps_per_epoch, steps_per_epoch, jnp.asarray(noisy),
+        momentum=momentum, cycles=cycles,
+    )  # fmt: skip
     method = "sghmc" if momentum > 0 else "sgld"
-    keep = set(kept.tolist())
-    losses, draws = [], []
-    started = time.perf_counter()
-    for e in tqdm(range(n_epochs), desc=method.upper(), disable=not progress, unit="epoch"):
-        order = rng.permutation(n)[: steps_per_epoch * batch].reshape(steps_per_epoch, batch)
-        state, loss = epoch(state, key, e, xs, ys, order, noisy[e])
-        losses.append(float(loss))
-        if not np.isfinite(losses[-1]):
-            raise FloatingPointError(
-                f"{method.upper()} loss became {losses[-1]} at epoch {e + 1}; "
-                "lower the learning rate"
-            )
-        if e in keep:
-            draws.append(jax.device_get(state.position))
-    last_steps = (np.arange(n_epochs) + 1) * steps_per_epoch - 1
-    attrs = {
-        "method": method,
+    settings = {
         "learning_rate": learning_rate,
-        "n_epochs": n_epochs,
-        "batch_size": batch,
         "n_burnin_epochs": n_burnin_epochs,
         "thin_epochs": thin_epochs,
         "momentum": momentum,
         "cycles": cycles,
         "explore_fraction": explore_fraction,
-        "temperature": temperature,
         "seed": seed,
-        "n_train": n,
-        "prior": prior.describe(),
-        "likelihood": lik.describe(),
         "draw_epochs": kept.tolist(),
-        "seconds": time.perf_counter() - started,
     }
+    run, attrs = fit_epochs(
+        method, engine, problem, [problem.params], settings,
+        seeds=[seed], n_epochs=n_epochs, keep_epochs=kept, run_dir=run_dir, progress=progress,
+        epochs_per_call=epochs_per_call,
+    )  # fmt: skip
+    schedule = step_size_schedule(learning_rate, n_epochs * steps_per_epoch, cycles)
+    last_steps = (np.arange(run.completed) + 1) * steps_per_epoch - 1
+    draws = [params for _, _, params in sorted(run.draws, key=lambda d: d[0])]
+    attrs |= {"n_burnin": n_burnin_epochs, "n_chains": 1, "n_iterations": run.completed}
     return Posterior(
-        static=static,
-        draws=stack_draws(draws),
+        static=problem.target.static,
+        draws=stack_draws(draws) if draws else empty_draws(problem.params),
         stats={
-            "loss": np.asarray(losses),
-            "learning_rate": np.asarray(schedule(jnp.asarray(last_steps)), np.float32),
+            "loss": run.stats["loss"],
+            "learning_rate": np.asarray(schedule(jnp.asarray(last_steps)), np.float32)[:, None],
         },
         attrs=attrs,
+        kind="chain",
     )
 
 
 def _check_settings(
-    learning_rate,
-    n_epochs,
-    n_burnin_epochs,
-    thin_epochs,
-    momentum,
-    cycles,
-    explore_fraction,
-    temperature,
+    learning_rate, n_epochs, n_burnin_epochs, thin_epochs, momentum, cycles, explore_fraction
 ) -> np.ndarray:
     """Validate the SG-MCMC settings; -> the epochs that yield draws."""
     if not (math.isfinite(learning_rate) and learning_rate > 0):
@@ -254,8 +247,6 @@ def _check_settings(
         raise ValueError(f"thin_epochs must be >= 1, got {thin_epochs}")
     if not 0 <= momentum < 1:
         raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be finite and > 0, got {temperature}")
     if cycles < 1 or n_epochs % cycles:
         raise ValueError(f"cycles must be >= 1 and divide n_epochs={n_epochs}, got {cycles}")
     if not 0 <= explore_fraction < 1:

@@ -13,7 +13,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from bnn_shift.models.params import PyTree
+from bnn_shift.typing import PyTree
 
 CHAIN, DATA = "chain", "data"
 

@@ -18,14 +18,16 @@ import math
 from collections.abc import Callable
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 
-from bnn_shift.inference.kernel import Data, HMCKernel, HMCState
+from bnn_shift.inference.kernel import HMC, HMCState
+from bnn_shift.inference.target import Data, Target
 
-MakeKernel = Callable[[float], HMCKernel]  # step size -> kernel with the real trajectory length
+MakeEngine = Callable[[float], HMC]  # step size -> engine with the real trajectory length
 
 
 class StepSizeTuning(NamedTuple):
@@ -45,7 +47,8 @@ def check_tuning(n_tune: int, target_acceptance: float, initial_step_size: float
 
 
 def tune_step_size(
-    kernel: HMCKernel,
+    engine: HMC,
+    target: Target,
     state: HMCState,
     data: Data,
     key: jax.Array,
@@ -54,31 +57,35 @@ def tune_step_size(
     n_tune: int = 50,
     target_acceptance: float = 0.8,
 ) -> StepSizeTuning:
-    """Dual-averaging step-size search with `kernel` (one chain, unbatched `state`).
+    """Dual-averaging step-size search with `engine` (one chain, unbatched `state`).
 
     The chain moves with Metropolis corrections while the step size adapts, so later trials see
     typical states rather than the starting point. Divergent trials count as acceptance 0 and
     push the step size down.
     """
     check_tuning(n_tune, target_acceptance, initial_step_size)
-    da_init, da_update, da_final = dual_averaging_adaptation(target_acceptance)
-
-    @jax.jit
-    def run(state: HMCState, key: jax.Array):
-        def one(carry, key):
-            state, da = carry
-            step_size = jnp.exp(da.log_step_size)
-            state, info = kernel.step(key, state, data, jnp.asarray(True), step_size)
-            rate = jnp.where(jnp.isfinite(info.acceptance_rate), info.acceptance_rate, 0.0)
-            return (state, da_update(da, rate)), (step_size, rate)
-
-        (_, da), (sizes, rates) = jax.lax.scan(
-            one, (state, da_init(initial_step_size)), jax.random.split(key, n_tune)
-        )
-        return da_final(da), sizes, rates
-
-    final, sizes, rates = run(state, key)
+    final, sizes, rates = _dual_averaging(
+        engine, target, state, data, key, jnp.asarray(initial_step_size), n_tune, target_acceptance
+    )
     return StepSizeTuning(float(final), np.asarray(sizes), np.asarray(rates))
+
+
+@eqx.filter_jit
+def _dual_averaging(engine, target, state, data, key, initial_step_size, n_tune, acceptance):
+    da_init, da_update, da_final = dual_averaging_adaptation(acceptance)
+
+    def one(carry, key):
+        state, da = carry
+        step_size = jnp.exp(da.log_step_size)
+        trial = eqx.tree_at(lambda e: e.step_size, engine, step_size)
+        state, info = trial.step(target, key, state, data, jnp.asarray(False))
+        rate = jnp.where(jnp.isfinite(info.acceptance_rate), info.acceptance_rate, 0.0)
+        return (state, da_update(da, rate)), (step_size, rate)
+
+    (_, da), (sizes, rates) = jax.lax.scan(
+        one, (state, da_init(initial_step_size)), jax.random.split(key, n_tune)
+    )
+    return da_final(da), sizes, rates
 
 
 class StabilityCheck(NamedTuple):
@@ -88,7 +95,8 @@ class StabilityCheck(NamedTuple):
 
 
 def stable_step_size(
-    make_kernel: MakeKernel,
+    make_engine: MakeEngine,
+    target: Target,
     state: HMCState,
     data: Data,
     key: jax.Array,
@@ -102,8 +110,10 @@ def stable_step_size(
     moves) show no divergence and a mean acceptance of at least half the target."""
     rate = 0.0
     for halvings in range(max_halvings + 1):
-        kernel = make_kernel(step_size)
-        rates, diverged = _check_trajectories(kernel, state, data, key, n_trajectories)
+        rates, diverging = _check_trajectories(
+            make_engine(step_size), target, state, data, key, n_trajectories
+        )
+        rates, diverged = np.asarray(rates), bool(np.any(diverging))
         rate = float(rates.mean())
         if not diverged and rate >= target_acceptance / 2:
             return StabilityCheck(step_size, halvings, rate)
@@ -112,17 +122,14 @@ def stable_step_size(
     return StabilityCheck(step_size, max_halvings, rate)
 
 
-def _check_trajectories(
-    kernel: HMCKernel, state: HMCState, data: Data, key: jax.Array, n: int
-) -> tuple[np.ndarray, bool]:
-    """Acceptance rates (n,) of n MH-corrected trajectories from `state`, and any divergence."""
+@eqx.filter_jit
+def _check_trajectories(engine: HMC, target: Target, state: HMCState, data: Data, key, n: int):
+    """Acceptance rates (n,) of n MH-corrected trajectories from `state`, and their
+    divergence flags (n,)."""
 
     def one(state: HMCState, key: jax.Array):
-        state, info = kernel.step(key, state, data, jnp.asarray(True))
+        state, info = engine.step(target, key, state, data, jnp.asarray(False))
         rate = jnp.where(info.diverging, 0.0, info.acceptance_rate)
         return state, (rate, info.diverging)
 
-    _, (rates, diverging) = jax.jit(lambda s, k: jax.lax.scan(one, s, jax.random.split(k, n)))(
-        state, key
-    )
-    return np.asarray(rates), bool(np.any(diverging))
+    return jax.lax.scan(one, state, jax.random.split(key, n))[1]

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import math
-import time
 import warnings
+from pathlib import Path
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from blackjax.util import generate_gaussian_noise
-from tqdm.auto import tqdm
 
-from bnn_shift.inference.likelihood import Likelihood, resolve_likelihood
-from bnn_shift.inference.map import check_training_inputs, make_optimizer
+from bnn_shift.inference.likelihood import Likelihood
+from bnn_shift.inference.map import check_learning_rate, make_optimizer
+from bnn_shift.inference.minibatch import EpochEngine, EpochProblem, fit_epochs, prepare_epochs
 from bnn_shift.inference.posterior import Posterior
-from bnn_shift.models.params import PyTree, partition_params
+from bnn_shift.inference.target import Data, Target
 from bnn_shift.priors.base import Prior
+from bnn_shift.typing import PyTree
 
 SAMPLE_STREAM = 2**31 - 1  # fold_in index of the final draws, disjoint from epoch indices
 CHUNK = 4096  # examples per pass when the final ELBO sums the log-likelihood over all data
@@ -92,13 +94,6 @@ def mean_log_std(q: MeanField) -> tuple[PyTree, PyTree]:
     return q.mean, jax.tree.map(jnp.log, q.std)
 
 
-@jax.jit
-def _add_q(total: tuple[PyTree, PyTree], q: MeanField, ref: tuple[PyTree, PyTree]):
-    """total + (mean, log sd) of q - ref: a running sum in place of a history of q, taken
-    relative to q at the start of the windows so that float32 keeps the drift's digits."""
-    return jax.tree.map(lambda t, a, r: t + (a - r), total, mean_log_std(q), ref)
-
-
 def q_drift(
     before: tuple[PyTree, PyTree],
     last: tuple[PyTree, PyTree],
@@ -141,6 +136,70 @@ def convergence_attrs(drift: Drift | None) -> dict:
     return {"elbo_converged": None if drift is None else drift.converged, **numbers}
 
 
+class MFVIState(NamedTuple):
+    """q, the optimiser's state, and the convergence check's running sums (module docstring of
+    `mfvi`): (mean, log sd) - ref over the window before and the last window."""
+
+    q: MeanField
+    opt_state: optax.OptState
+    ref: tuple[PyTree, PyTree]  # (mean, log sd) of q at the end of the first window's start
+    before: tuple[PyTree, PyTree]
+    last: tuple[PyTree, PyTree]
+
+    @property
+    def position(self) -> PyTree:
+        return self.q.mean
+
+
+class MFVIInfo(NamedTuple):
+    loss: jax.Array  # -(tempered ELBO estimate) / n
+
+
+class MFVI(EpochEngine):
+    """Adam (cosine-decayed learning rate over n_steps) on the reparameterised tempered ELBO
+    with one draw per step; window_starts: the epochs where the convergence check's two
+    windows start (None: no check)."""
+
+    learning_rate: jax.Array = eqx.field(converter=lambda r: jnp.asarray(r, jnp.float32))
+    n_steps: int = eqx.field(static=True)
+    init_std: float = eqx.field(static=True)
+    window_starts: tuple[int, int] | None = eqx.field(static=True)
+
+    def _optax(self) -> optax.GradientTransformation:
+        return make_optimizer("adam", self.learning_rate, self.n_steps)
+
+    def init(self, target: Target, position: PyTree) -> MFVIState:
+        q = init_mean_field(position, self.init_std)
+        zeros = jax.tree.map(jnp.zeros_like, mean_log_std(q))
+        return MFVIState(q, self._optax().init(q), zeros, zeros, zeros)
+
+    def step(self, target: Target, key, state: MFVIState, batch: Data, step) -> tuple:
+        def loss(q: MeanField):
+            elbo = target.minibatch_logdensity(q.sample(key), batch) + q.entropy()
+            return -elbo / target.n
+
+        value, grads = jax.value_and_grad(loss)(state.q)
+        updates, opt_state = self._optax().update(grads, state.opt_state, state.q)
+        q = optax.apply_updates(state.q, updates)
+        return state._replace(q=q, opt_state=opt_state), MFVIInfo(value)
+
+    def end_epoch(self, target: Target, state: MFVIState, epoch) -> MFVIState:
+        """Add q's (mean, log sd) - ref to the running sum of the window the epoch is in."""
+        if self.window_starts is None:
+            return state
+        first, second = self.window_starts
+        now = mean_log_std(state.q)
+        ref = jax.tree.map(lambda r, a: jnp.where(epoch == first, a, r), state.ref, now)
+
+        def add(total, window):
+            inside = (epoch >= window[0]) & (epoch < window[1])
+            return jax.tree.map(lambda t, a, r: t + jnp.where(inside, a - r, 0.0), total, now, ref)
+
+        before = add(state.before, (first, second))
+        last = add(state.last, (second, jnp.iinfo(jnp.int32).max))
+        return state._replace(ref=ref, before=before, last=last)
+
+
 def mfvi(
     model: PyTree,
     prior: Prior,
@@ -154,6 +213,8 @@ def mfvi(
     init_std: float = 1e-3,
     temperature: float = 1.0,
     seed: int = 0,
+    run_dir: str | Path | None = None,
+    epochs_per_call: int | None = None,
     progress: bool = True,
     likelihood: str | Likelihood = "categorical",
 ) -> Posterior:
@@ -210,124 +271,70 @@ def mfvi(
       parameters is diluted in the root mean square (the _max numbers show it), and a slow
       approach can pass: on digits, 500 epochs pass with q's median sd 15% short of 2,000's.
     """
-    params, static = partition_params(model)
-    lik = resolve_likelihood(likelihood)
-    x, y, batch = check_training_inputs(model, prior, x, y, batch_size, n_epochs, lik)
-    n = len(x)
+    problem = prepare_epochs(
+        model, prior, x, y, likelihood=likelihood, temperature=temperature,
+        batch_size=batch_size, n_epochs=n_epochs,
+    )  # fmt: skip
     if n_samples_predict < 1:
         raise ValueError(f"n_samples_predict must be >= 1, got {n_samples_predict}")
     if not (math.isfinite(init_std) and init_std > 0):
         raise ValueError(f"init_std must be finite and > 0, got {init_std}")
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be finite and > 0, got {temperature}")
-    steps_per_epoch = n // batch
-    opt = make_optimizer("adam", learning_rate, n_epochs * steps_per_epoch)
-
-    def loss_fn(q: MeanField, key, xb, yb):
-        theta = q.sample(key)
-        loglik = jnp.sum(lik.loglik(theta, static, xb, yb)) * (n / xb.shape[0])
-        return -((loglik + prior.log_prob(theta)) / temperature + q.entropy()) / n
-
-    @jax.jit
-    def epoch(q, opt_state, key, e, xs, ys, order):  # order (steps_per_epoch, batch)
-        def one_step(carry, inputs):
-            q, opt_state = carry
-            k, idx = inputs
-            loss, grads = jax.value_and_grad(loss_fn)(q, k, xs[idx], ys[idx])
-            updates, opt_state = opt.update(grads, opt_state, q)
-            return (optax.apply_updates(q, updates), opt_state), loss
-
-        keys = jax.random.split(jax.random.fold_in(key, e), steps_per_epoch)
-        (q, opt_state), losses = jax.lax.scan(one_step, (q, opt_state), (keys, order))
-        return q, opt_state, jnp.mean(losses)
-
-    rng = np.random.default_rng(seed)
-    key = jax.random.key(seed)
-    xs, ys = jnp.asarray(x), jnp.asarray(y)
-    q = init_mean_field(params, init_std)
-    opt_state = opt.init(q)
-    losses = []
+    check_learning_rate(learning_rate)
+    steps = n_epochs * (problem.target.n // problem.batch_size)
     bounds = window_bounds(n_epochs)
-    sums, ref = [], None  # (mean, log sd) - ref summed over the window before, the last window
-    started = time.perf_counter()
-    for e in tqdm(range(n_epochs), desc="MFVI", disable=not progress, unit="epoch"):
-        order = rng.permutation(n)[: steps_per_epoch * batch].reshape(steps_per_epoch, batch)
-        q, opt_state, loss = epoch(q, opt_state, key, e, xs, ys, order)
-        if bounds is not None and e in bounds:  # a window starts
-            ref = mean_log_std(q) if ref is None else ref
-            sums.append(jax.tree.map(jnp.zeros_like, ref))
-        if sums:
-            sums[-1] = _add_q(sums[-1], q, ref)
-        losses.append(float(loss))
-        if not np.isfinite(losses[-1]):
-            raise FloatingPointError(
-                f"MFVI loss became {losses[-1]} at epoch {e + 1}; lower the learning rate"
-            )
-    draws, elbo = _draws_and_elbo(
-        q,
-        jax.random.fold_in(key, SAMPLE_STREAM),
-        n_samples_predict,
-        static,
-        prior,
-        x,
-        y,
-        lik,
-        temperature,
-    )
-    neg_elbo = np.asarray(losses)
-    attrs = {
-        "method": "mfvi",
+    engine = MFVI(learning_rate, steps, init_std, bounds)
+    settings = {
         "optimizer": "adam",
         "learning_rate": learning_rate,
-        "n_epochs": n_epochs,
-        "batch_size": batch,
         "n_samples_predict": n_samples_predict,
         "init_std": init_std,
-        "temperature": temperature,
         "seed": seed,
-        "n_train": n,
-        "prior": prior.describe(),
-        "likelihood": lik.describe(),
-        "elbo": elbo,
-        **convergence_attrs(None if bounds is None else q_drift(*sums, ref, n_epochs // 4)),
-        "seconds": time.perf_counter() - started,
     }
+    run, attrs = fit_epochs(
+        "mfvi", engine, problem, [problem.params], settings,
+        seeds=[seed], n_epochs=n_epochs, run_dir=run_dir, progress=progress,
+        epochs_per_call=epochs_per_call,
+    )  # fmt: skip
+    state = jax.tree.map(lambda a: a[0], run.state)
+    key = jax.random.fold_in(jax.random.key(seed), SAMPLE_STREAM)
+    draws, elbo = _draws_and_elbo(state.q, key, n_samples_predict, problem)
+    drift = None
+    if bounds is not None and run.completed == n_epochs:
+        drift = q_drift(state.before, state.last, state.ref, n_epochs // 4)
     return Posterior(
-        static=static,
+        static=problem.target.static,
         draws=draws,
-        stats={"neg_elbo": neg_elbo},
-        attrs=attrs,
+        stats={"neg_elbo": run.stats["loss"][:, 0]},
+        attrs=attrs | {"elbo": elbo, **convergence_attrs(drift)},
         variational={
-            "mean": jax.tree.map(np.asarray, q.mean),
-            "std": jax.tree.map(np.asarray, q.std),
+            "mean": jax.tree.map(np.asarray, state.q.mean),
+            "std": jax.tree.map(np.asarray, state.q.std),
         },
+        kind="variational",
     )
 
 
 def _draws_and_elbo(
-    q: MeanField,
-    key: jax.Array,
-    n_draws: int,
-    static: PyTree,
-    prior: Prior,
-    x,
-    y,
-    likelihood: Likelihood,
-    temperature: float,
+    q: MeanField, key: jax.Array, n_draws: int, problem: EpochProblem
 ) -> tuple[PyTree, float]:
     """n_draws draws from q (leading axis) and the Monte Carlo (tempered) ELBO over them, the
-    full-data log-likelihood summed in chunks."""
-
-    @jax.jit
-    def draw(q, key):
-        draws = jax.vmap(q.sample)(jax.random.split(key, n_draws))
-        return draws, jnp.mean(jax.lax.map(prior.log_prob, draws)), q.entropy()
-
-    @jax.jit
-    def chunk_loglik(draws, xb, yb):  # -> scalar: mean over draws of the chunk's log lik
-        return jnp.mean(jax.lax.map(lambda p: jnp.sum(likelihood.loglik(p, static, xb, yb)), draws))
-
-    draws, log_joint, entropy = draw(q, key)
+    full-data log-likelihood summed in chunks of CHUNK examples."""
+    target = problem.target
+    draws, log_prior, entropy = _draw(q, key, target, n_draws)
+    x, y = problem.data
+    log_joint = log_prior
     for i in range(0, len(x), CHUNK):
-        log_joint = log_joint + chunk_loglik(draws, x[i : i + CHUNK], y[i : i + CHUNK])
-    return jax.tree.map(np.asarray, draws), float(log_joint / temperature + entropy)
+        log_joint = log_joint + _chunk_loglik(draws, target, (x[i : i + CHUNK], y[i : i + CHUNK]))
+    return jax.tree.map(np.asarray, draws), float(log_joint / target.temperature + entropy)
+
+
+@eqx.filter_jit
+def _draw(q: MeanField, key: jax.Array, target: Target, n_draws: int):
+    draws = jax.vmap(q.sample)(jax.random.split(key, n_draws))
+    return draws, jnp.mean(jax.lax.map(target.prior.log_prob, draws)), q.entropy()
+
+
+@eqx.filter_jit
+def _chunk_loglik(draws: PyTree, target: Target, chunk: Data) -> jax.Array:
+    """The mean over draws of the chunk's summed log-likelihood."""
+    return jnp.mean(jax.lax.map(lambda p: jnp.sum(target.loglik(p, chunk)), draws))

@@ -7,7 +7,8 @@ from bnn_shift.models.attention_models import (
     SeriesForecaster,
     icl_points,
 )
-from bnn_shift.models.lenet import LeNet5, PatchSpec, lenet5_cifar, lenet5_mnist
+from bnn_shift.models.first_layer import FirstLayer
+from bnn_shift.models.lenet import LeNet5, lenet5_cifar, lenet5_mnist
 from bnn_shift.models.mlp import MLP, paper_mlp
 from bnn_shift.models.params import combine_params, param_paths, partition_params
 from bnn_shift.models.resnet import FRN, ResNet20FRN, resnet20_frn_cifar, resnet20_frn_mnist
@@ -18,9 +19,9 @@ __all__ = [
     "MLP",
     "AttentionClassifier",
     "CharLM",
+    "FirstLayer",
     "ICLRegressor",
     "LeNet5",
-    "PatchSpec",
     "ResNet20FRN",
     "SeriesForecaster",
     "Transformer",

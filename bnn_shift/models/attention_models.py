@@ -28,10 +28,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from bnn_shift.models.lenet import PatchSpec
+from bnn_shift.attention.mup import EMBEDDING_STD
+from bnn_shift.models.first_layer import FirstLayer
 from bnn_shift.models.transformer import Transformer
-
-EMBEDDING_STD = 0.02
 
 
 def _positions(key: jax.Array, length: int, d_model: int) -> jax.Array:
@@ -114,9 +113,10 @@ class AttentionClassifier(eqx.Module):
     def n_tokens(self) -> int:
         return int(self.position.shape[0])
 
-    def first_layer_patch_spec(self) -> PatchSpec:
-        """The patches the embedding sees: p×p windows, stride p, no padding."""
-        return PatchSpec(self.patch_size, self.patch_size, 0, self.in_channels)
+    @property
+    def first_layer(self) -> FirstLayer:
+        """`patch_embed.weight`: p×p windows, stride p, no padding."""
+        return FirstLayer("patch_embed.weight", "conv", self.patch_size, self.patch_size, 0)
 
     def mup_options(self) -> dict[str, tuple[str, ...]]:
         return {"zero": ("*out_proj.weight", "head.weight"), "embedding": ("position",)}
@@ -163,6 +163,11 @@ class ICLRegressor(eqx.Module):
         self.read_out = eqx.nn.Linear(d_model, 1, use_bias=False, key=k_out)
         self.d_input = d_input
         self.n_points = n_points
+
+    @property
+    def first_layer(self) -> FirstLayer:
+        """`read_in.weight` (D, d), applied to each token (x_i, then (y_i, 0, ...))."""
+        return FirstLayer("read_in.weight", "tokens")
 
     def mup_options(self) -> dict[str, tuple[str, ...]]:
         return {
@@ -213,6 +218,11 @@ class CharLM(eqx.Module):
         self.head = eqx.nn.Linear(d_model, vocab_size, use_bias=False, key=k_head)
         self.vocab_size = vocab_size
         self.context_length = context_length
+
+    @property
+    def first_layer(self) -> FirstLayer:
+        """`embedding.weight` (vocab, D), looked up by character id."""
+        return FirstLayer("embedding.weight", "embedding")
 
     def mup_options(self) -> dict[str, tuple[str, ...]]:
         return {"zero": ("*out_proj.weight", "head.weight"), "embedding": ("position",)}
@@ -293,6 +303,11 @@ class SeriesForecaster(eqx.Module):
     def seq_len(self) -> int:
         """Tokens per example: (L + H)/p."""
         return (self.input_length + self.horizon) // self.patch
+
+    @property
+    def first_layer(self) -> FirstLayer:
+        """`read_in.weight` (D, p·d_in), applied to each patch of p steps of the window."""
+        return FirstLayer("read_in.weight", "tokens")
 
     def mup_options(self) -> dict[str, tuple[str, ...]]:
         return {"zero": ("*out_proj.weight", "read_out.weight"), "embedding": ("position",)}

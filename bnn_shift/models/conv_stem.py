@@ -1,28 +1,18 @@
-"""The first convolution of the image models (LeNet-5, ResNet-20-FRN): the patches it reads,
-the one-example input check and its channels-last application.
+"""The first convolution of the image models (LeNet-5, ResNet-20-FRN): where it is and the
+patches it reads (`first_layer`), the one-example input check and its channels-last application.
 
-Priors that look at the data through the first layer (EmpCov) read its `PatchSpec`; the models
-themselves map ONE channels-last image (H, W, C) and are batched with `jax.vmap`.
+The models map ONE channels-last image (H, W, C) and are batched with `jax.vmap`.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-
-class PatchSpec(NamedTuple):
-    """How the first conv reads its input: square `kernel_size`, `stride`, zero `padding`
-    on each spatial side, over `in_channels` channels (weights are (out, in, k, k))."""
-
-    kernel_size: int
-    stride: int
-    padding: int
-    in_channels: int
+from bnn_shift.models.first_layer import FirstLayer
 
 
 class ConvStem(eqx.Module):
@@ -33,9 +23,10 @@ class ConvStem(eqx.Module):
     in_channels: eqx.AbstractVar[int]
     image_size: eqx.AbstractVar[int]
 
+    @property
     @abc.abstractmethod
-    def first_layer_patch_spec(self) -> PatchSpec:
-        """The patches `conv1` sees: k×k windows, stride, zero padding, input channels."""
+    def first_layer(self) -> FirstLayer:
+        """`conv1`: its weight's path and the k×k windows, stride and zero padding it reads."""
 
     def _check_input(self, x: jax.Array) -> None:
         expected = (self.image_size, self.image_size, self.in_channels)

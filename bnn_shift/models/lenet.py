@@ -12,7 +12,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from bnn_shift.models.conv_stem import ConvStem, PatchSpec
+from bnn_shift.models.conv_stem import ConvStem
+from bnn_shift.models.first_layer import FirstLayer
 
 KERNEL_SIZE = 5
 CONV1_CHANNELS = 6
@@ -93,10 +94,11 @@ class LeNet5(ConvStem):
         self.conv1_stride = 1
         self.conv1_padding = CONV1_PADDING
 
-    def first_layer_patch_spec(self) -> PatchSpec:
-        """The patches conv1 sees: k×k windows, stride, zero padding, input channels."""
-        return PatchSpec(
-            self.conv1_kernel_size, self.conv1_stride, self.conv1_padding, self.in_channels
+    @property
+    def first_layer(self) -> FirstLayer:
+        """`conv1.weight`: 5×5 windows, stride 1, SAME (= 2 pixels) zero padding."""
+        return FirstLayer(
+            "conv1.weight", "conv", self.conv1_kernel_size, self.conv1_stride, self.conv1_padding
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:

@@ -8,6 +8,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from bnn_shift.models.first_layer import FirstLayer
+
 
 class MLP(eqx.Module):
     """ReLU MLP mapping one example (any shape, flattened) to `n_outputs` values: class logits,
@@ -34,6 +36,11 @@ class MLP(eqx.Module):
             eqx.nn.Linear(d_in, d_out, key=k) for d_in, d_out, k in zip(sizes[:-1], sizes[1:], keys)
         )
         self.in_features = in_features
+
+    @property
+    def first_layer(self) -> FirstLayer:
+        """`layers.0.weight` (out, in_features), applied to the flattened example."""
+        return FirstLayer("layers.0.weight", "dense")
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """(…) one example with `in_features` entries -> (n_outputs,) logits or outputs."""

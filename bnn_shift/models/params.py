@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import equinox as eqx
 import jax
 
-PyTree = Any
+from bnn_shift.typing import PyTree
 
 
 def partition_params(model: PyTree) -> tuple[PyTree, PyTree]:

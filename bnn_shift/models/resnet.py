@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bnn_shift.models.conv_stem import ConvStem, PatchSpec
+from bnn_shift.models.conv_stem import ConvStem
+from bnn_shift.models.first_layer import FirstLayer
 
 DEPTH = 20  # 6n + 2 layers with n = 3 blocks per stage
 N_STAGES = 3
@@ -212,9 +213,10 @@ class ResNet20FRN(ConvStem):
         self.depth = depth
         self.activation = activation
 
-    def first_layer_patch_spec(self) -> PatchSpec:
-        """The patches the stem conv sees: 3×3 windows, stride 1, SAME (= 1 pixel) zero padding."""
-        return PatchSpec(KERNEL_SIZE, 1, KERNEL_SIZE // 2, self.in_channels)
+    @property
+    def first_layer(self) -> FirstLayer:
+        """The stem `conv1.weight`: 3×3 windows, stride 1, SAME (= 1 pixel) zero padding."""
+        return FirstLayer("conv1.weight", "conv", KERNEL_SIZE, 1, KERNEL_SIZE // 2)
 
     def features(self, x: jax.Array) -> jax.Array:
         """(H, W, C) one example -> (4w,) globally average-pooled last-stage features."""

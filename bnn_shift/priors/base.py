@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-PyTree = Any
+from bnn_shift.typing import PyTree
 
 
 class MassFactor(NamedTuple):
@@ -21,11 +22,30 @@ class MassFactor(NamedTuple):
     inv_mass: jax.Array  # (d, d) = sqrt_inv_mass @ sqrt_inv_mass, precomputed in float64
 
 
+class Part(NamedTuple):
+    """A prior composed into another, over some of the leaves the other is given: its
+    `log_prob` of those leaves enters the other's multiplied by `weight`."""
+
+    prior: Prior
+    leaves: tuple[int, ...]  # positions in the composing prior's leaf order
+    weight: float = 1.0
+
+    def of(self, params: PyTree) -> PyTree:
+        """The parameters this part governs: `params` itself when that is every leaf (so the
+        part can still select by path), else the list of its leaves."""
+        leaves = jax.tree.leaves(params)
+        if self.leaves == tuple(range(len(leaves))):
+            return params
+        return [leaves[i] for i in self.leaves]
+
+
 class Prior(eqx.Module):
     """A prior over a parameter pytree.
 
-    Subclasses implement `log_prob`, `log_prob_diff`, `sample`, `scale` and `describe`;
-    `preconditioner` defaults to the identity mass matrix.
+    Subclasses implement `log_prob`, `log_prob_diff`, `sample`, `scale` (or
+    `trajectory_scale`) and `describe`; `preconditioner` defaults to the identity mass matrix.
+    Priors built from others (`ByPath`, `Temperature`) list them in `children` and say in
+    `split` which leaves each one governs.
     """
 
     def log_prob(self, params: PyTree) -> jax.Array:
@@ -42,8 +62,33 @@ class Prior(eqx.Module):
 
     @property
     def scale(self) -> float:
-        """A typical prior standard deviation (sets HMC's default trajectory length)."""
-        raise NotImplementedError
+        """The prior's own scale setting, e.g. a Gaussian's standard deviation."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no scale setting of its own; HMC's trajectory hint is "
+            "its trajectory_scale"
+        )
+
+    @property
+    def trajectory_scale(self) -> float:
+        """A typical parameter standard deviation under the prior, the length HMC's default
+        trajectory is set from; `scale` unless the prior says otherwise."""
+        return self.scale
+
+    def children(self) -> tuple[Prior, ...]:
+        """The priors this one is built from, directly; empty for a prior built from none."""
+        return ()
+
+    def split(self, params_like: PyTree) -> tuple[Part, ...]:
+        """How `log_prob` of `params_like` divides among `children`: by default each child
+        governs every leaf, with weight 1."""
+        every = tuple(range(len(jax.tree.leaves(params_like))))
+        return tuple(Part(child, every) for child in self.children())
+
+    def walk(self) -> Iterator[Prior]:
+        """This prior, then every prior it is built from, depth first."""
+        yield self
+        for child in self.children():
+            yield from child.walk()
 
     def preconditioner(self, params_like: PyTree) -> list[MassFactor | None]:
         """One `MassFactor` (or None for the identity) per leaf of `params_like`, in leaf order."""

@@ -9,7 +9,8 @@ import equinox as eqx
 import jax
 
 from bnn_shift.models.params import path_to_str
-from bnn_shift.priors.base import MassFactor, Prior, PyTree
+from bnn_shift.priors.base import MassFactor, Part, Prior
+from bnn_shift.typing import PyTree
 
 DEFAULT = "*"
 
@@ -100,14 +101,20 @@ class ByPath(Prior):
                 )
         return owners
 
-    def _split(self, params: PyTree) -> list[tuple[Prior, list]]:
-        leaves = jax.tree.leaves(params)
-        owners = self.assign(params)
-        return [
-            (prior, [leaves[i] for i in owners[pattern]])
+    def children(self) -> tuple[Prior, ...]:
+        return self.priors
+
+    def split(self, params_like: PyTree) -> tuple[Part, ...]:
+        """One part per rule that governs any leaf, in rule order (see `assign`)."""
+        owners = self.assign(params_like)
+        return tuple(
+            Part(prior, tuple(owners[pattern]))
             for pattern, prior in zip(self.patterns, self.priors)
             if owners[pattern]
-        ]
+        )
+
+    def _split(self, params: PyTree) -> list[tuple[Prior, PyTree]]:
+        return [(part.prior, part.of(params)) for part in self.split(params)]
 
     def log_prob(self, params: PyTree) -> jax.Array:
         return sum(prior.log_prob(part) for prior, part in self._split(params))
@@ -141,8 +148,9 @@ class ByPath(Prior):
         return out
 
     @property
-    def scale(self) -> float:
-        return max(prior.scale for prior in self.priors)
+    def trajectory_scale(self) -> float:
+        """The largest of the rules' trajectory scales."""
+        return max(prior.trajectory_scale for prior in self.priors)
 
     def describe(self) -> str:
         rules = zip(self.patterns, self.priors)

@@ -14,8 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bnn_shift.priors.base import MassFactor, Prior, PyTree, check_finite_array, leaves_of
+from bnn_shift.priors.base import MassFactor, Prior, check_finite_array, leaves_of
 from bnn_shift.priors.patches import patch_covariance
+from bnn_shift.typing import PyTree
 
 
 def input_covariance(x: np.ndarray) -> np.ndarray:
@@ -147,6 +148,8 @@ class EmpCov(Prior):
 
     @property
     def scale(self) -> float:
+        """Root mean prior variance over input directions: the `scale` it was matched to (paper
+        form with alpha=None)."""
         return float(np.sqrt(np.mean(np.asarray(self.prior_var, np.float64))))
 
     def _rows(self, params: PyTree) -> list[jax.Array]:

@@ -13,7 +13,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from bnn_shift.priors.base import Prior, PyTree, leaves_of
+from bnn_shift.priors.base import Prior, leaves_of
+from bnn_shift.typing import PyTree
 
 
 def _pow_half(sq: jax.Array, p: float) -> jax.Array:
@@ -27,7 +28,7 @@ class ExpNorm(Prior):
     """log p(theta) = -wd/2 * ||theta||^p - log Z(d) with wd = 1/scale^2, ||.|| over all leaves.
 
     `dim` (optional) fixes the total parameter count d: it is checked against the parameters and
-    needed by `scale` when p != 2, because the per-coordinate spread then depends on d.
+    needed by `trajectory_scale` when p != 2, because the per-coordinate spread then depends on d.
     """
 
     p: float = eqx.field(static=True)
@@ -67,6 +68,11 @@ class ExpNorm(Prior):
 
     @property
     def scale(self) -> float:
+        """The scale setting, wd = 1/scale^2."""
+        return self.std
+
+    @property
+    def trajectory_scale(self) -> float:
         """Per-coordinate rms standard deviation (= scale for p = 2; needs `dim` otherwise)."""
         if self.p == 2:
             return self.std
@@ -121,5 +127,5 @@ class ExpNorm(Prior):
         wd = 1 / self.std**2
         text = f"ExpNorm(p={self.p:g}, scale={self.std:g})  [exp(-wd/2 ||theta||^p), wd {wd:g}"
         if self.dim is not None:
-            text += f"; coordinate std {self.scale:.4g} over d={self.dim}"
+            text += f"; coordinate std {self.trajectory_scale:.4g} over d={self.dim}"
         return text + "]"

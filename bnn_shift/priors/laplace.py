@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
-from bnn_shift.priors.base import FactorisedPrior, PyTree
+from bnn_shift.priors.base import FactorisedPrior
+from bnn_shift.typing import PyTree
 
 
 class Laplace(FactorisedPrior):

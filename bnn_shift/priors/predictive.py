@@ -13,11 +13,11 @@ import jax
 import numpy as np
 import pandas as pd
 
-from bnn_shift.models.params import PyTree, param_paths, partition_params
+from bnn_shift.models.params import param_paths, partition_params
 from bnn_shift.priors.base import Prior
 from bnn_shift.priors.compose import ByPath, describe_selector
 from bnn_shift.priors.empcov import EmpCov
-from bnn_shift.priors.temperature import Temperature
+from bnn_shift.typing import PyTree
 
 
 def prior_predictive(
@@ -37,19 +37,11 @@ def prior_predictive(
 
 
 def find_empcov(prior: Prior) -> EmpCov:
-    """The EmpCov inside a prior (itself, a Temperature wrapper or a by_path rule)."""
-    if isinstance(prior, EmpCov):
-        return prior
-    if isinstance(prior, Temperature):
-        return find_empcov(prior.prior)
-    if isinstance(prior, ByPath):
-        found = [p for p in prior.priors if isinstance(p, EmpCov | Temperature | ByPath)]
-        for candidate in found:
-            try:
-                return find_empcov(candidate)
-            except ValueError:
-                continue
-    raise ValueError(f"no EmpCov prior found in {type(prior).__name__}")
+    """The first EmpCov in a prior: itself or one it is built from (e.g. a by_path rule)."""
+    found = next((p for p in prior.walk() if isinstance(p, EmpCov)), None)
+    if found is None:
+        raise ValueError(f"no EmpCov prior found in {type(prior).__name__}")
+    return found
 
 
 def std_along_data_directions(weights: np.ndarray, empcov: EmpCov) -> np.ndarray:  # (d,)

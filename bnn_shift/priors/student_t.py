@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
-from bnn_shift.priors.base import FactorisedPrior, PyTree
+from bnn_shift.priors.base import FactorisedPrior
+from bnn_shift.typing import PyTree
 
 
 class StudentT(FactorisedPrior):
@@ -44,10 +45,18 @@ class StudentT(FactorisedPrior):
 
     @property
     def scale(self) -> float:
-        """Standard deviation s*sqrt(df/(df-2)); for df <= 2 (infinite variance) the scale s."""
-        if self.df > 2:
-            return self.s * math.sqrt(self.df / (self.df - 2))
+        """The t scale parameter s."""
         return self.s
+
+    @property
+    def std(self) -> float:
+        """Standard deviation s*sqrt(df/(df-2)); infinite for df <= 2."""
+        return self.s * math.sqrt(self.df / (self.df - 2)) if self.df > 2 else math.inf
+
+    @property
+    def trajectory_scale(self) -> float:
+        """The standard deviation; for df <= 2 (infinite variance) the scale s."""
+        return self.std if self.df > 2 else self.s
 
     def distribution(self) -> dist.StudentT:
         return dist.StudentT(self.df, 0.0, self.s)
@@ -64,7 +73,7 @@ class StudentT(FactorisedPrior):
         return -0.5 * (self.df + 1.0) * sum(jax.tree.leaves(terms))
 
     def describe(self) -> str:
-        std = f"std {self.scale:.4g}" if self.df > 2 else "infinite variance"
+        std = f"std {self.std:.4g}" if self.df > 2 else "infinite variance"
         return (
             f"StudentT(df={self.df:g}, scale={self.s:g})  [{std}, weight decay {1 / self.s**2:g}]"
         )

@@ -20,7 +20,8 @@ import numpyro.distributions as dist
 import scipy.special
 from jax.scipy.special import erfcx, log_ndtr, ndtri
 
-from bnn_shift.priors.base import Prior, PyTree, leaves_of
+from bnn_shift.priors.base import Prior, leaves_of
+from bnn_shift.typing import PyTree
 
 DEFAULT_FILTER_SCALE = 1 / math.sqrt(15.0)  # the reference's default wd_f = 15
 

@@ -7,7 +7,10 @@ import math
 import equinox as eqx
 import jax
 
-from bnn_shift.priors.base import MassFactor, Prior, PyTree
+from bnn_shift.priors.base import MassFactor, Part, Prior
+from bnn_shift.priors.empcov import EmpCov
+from bnn_shift.priors.gaussian import Gaussian
+from bnn_shift.typing import PyTree
 
 
 class Temperature(Prior):
@@ -44,21 +47,24 @@ class Temperature(Prior):
         return self.prior.preconditioner(params_like)  # tempering scales every direction alike
 
     @property
-    def scale(self) -> float:
-        return self.prior.scale * math.sqrt(self.temperature)
+    def trajectory_scale(self) -> float:
+        """The wrapped prior's, times sqrt(T): tempering a Gaussian scales its std so."""
+        return self.prior.trajectory_scale * math.sqrt(self.temperature)
+
+    def children(self) -> tuple[Prior, ...]:
+        return (self.prior,)
+
+    def split(self, params_like: PyTree) -> tuple[Part, ...]:
+        """The wrapped prior over every leaf, with weight 1/T."""
+        (part,) = super().split(params_like)
+        return (part._replace(weight=1.0 / self.temperature),)
 
     def describe(self) -> str:
         return f"Temperature(T={self.temperature:g}) of {self.prior.describe()}"
 
 
 def is_gaussian(prior: Prior) -> bool:
-    """True for zero-mean Gaussian priors, whose tempered versions are Gaussians too."""
-    from bnn_shift.priors.compose import ByPath
-    from bnn_shift.priors.empcov import EmpCov
-    from bnn_shift.priors.gaussian import Gaussian
-
-    if isinstance(prior, ByPath):
-        return all(is_gaussian(p) for p in prior.priors)
-    if isinstance(prior, Temperature):
-        return is_gaussian(prior.prior)
-    return isinstance(prior, Gaussian | EmpCov)
+    """True for zero-mean Gaussian priors (built only from Gaussian and EmpCov priors), whose
+    tempered versions are Gaussians too."""
+    built_from = [p for p in prior.walk() if not p.children()]
+    return all(isinstance(p, Gaussian | EmpCov) for p in built_from)

@@ -1,6 +1,6 @@
-"""Covariate-shift harness: corruptions, metrics, ``evaluate(...)`` -> tidy table, plots.
+"""Covariate-shift harness: corruptions, metrics, `evaluate(...)` -> tidy table, plots.
 
-The harness never fits models; it scores anything with ``predict_proba(x)``.
+The harness never fits models; it scores anything with `predict_proba(x)`.
 """
 
 from bnn_shift.shift.calibration import ReliabilityBins, reliability_bins

@@ -3,16 +3,16 @@
 Confidence is the largest model-averaged probability of an example and "correct" means
 its argmax (first on ties) equals the label. Two binnings are offered:
 
-- ``"equal_mass"`` (the default, with 20 bins, as in the covariate-shift paper): bins hold
-  (nearly) equal numbers of examples. An example whose confidence has rank ``r`` (the
-  number of examples with strictly lower confidence) goes to bin ``floor(r * n_bins / n)``.
+- `"equal_mass"` (the default, with 20 bins, as in the covariate-shift paper): bins hold
+  (nearly) equal numbers of examples. An example whose confidence has rank `r` (the
+  number of examples with strictly lower confidence) goes to bin `floor(r * n_bins / n)`.
   Without ties the bins are contiguous runs of the sorted confidences whose sizes differ
   by at most one. Tied confidences always share one bin (the bin of their lowest rank), so
   every example is counted exactly once and the result does not depend on example order;
-  heavy ties can make a bin larger than ``n / n_bins`` and leave later bins empty. (The
+  heavy ties can make a bin larger than `n / n_bins` and leave later bins empty. (The
   reference implementation uses strict inequalities at quantile edges and silently drops
   examples lying exactly on an edge; this rule keeps them.)
-- ``"equal_width"``: bin ``b`` is ``[b / n_bins, (b + 1) / n_bins)``, the last bin closed at 1.
+- `"equal_width"`: bin `b` is `[b / n_bins, (b + 1) / n_bins)`, the last bin closed at 1.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _check_bins(n_bins: int, binning: str) -> None:
 def bin_indices(
     confidence: np.ndarray, n_bins: int = DEFAULT_N_BINS, binning: Binning = DEFAULT_BINNING
 ) -> np.ndarray:  # (n,) int64 in [0, n_bins)
-    """The bin of each confidence in ``[0, 1]`` under the rules in the module docstring."""
+    """The bin of each confidence in `[0, 1]` under the rules in the module docstring."""
     _check_bins(n_bins, binning)
     conf = np.asarray(confidence, dtype=np.float64)  # (n,)
     n = conf.shape[0]
@@ -67,11 +67,11 @@ def bin_indices(
 
 @dataclass(frozen=True)
 class ReliabilityBins:
-    """Per-bin reliability-diagram data, every array shaped ``(n_bins,)``.
+    """Per-bin reliability-diagram data, every array shaped `(n_bins,)`.
 
-    ``lower``/``upper`` are the bin edges: the fixed interval for ``"equal_width"``; for
-    ``"equal_mass"`` the smallest and largest confidence that fell in the bin. Empty bins
-    have ``count`` 0 and NaN ``confidence``, ``accuracy`` (and equal-mass edges).
+    `lower`/`upper` are the bin edges: the fixed interval for `"equal_width"`; for
+    `"equal_mass"` the smallest and largest confidence that fell in the bin. Empty bins
+    have `count` 0 and NaN `confidence`, `accuracy` (and equal-mass edges).
     """
 
     binning: str
@@ -87,18 +87,18 @@ class ReliabilityBins:
 
     @property
     def gap(self) -> np.ndarray:  # (n_bins,)
-        """``|confidence - accuracy|`` per bin (NaN for empty bins)."""
+        """`|confidence - accuracy|` per bin (NaN for empty bins)."""
         return np.abs(self.confidence - self.accuracy)
 
     @property
     def ece(self) -> float:
-        """``sum_b (count_b / n) * gap_b`` over non-empty bins."""
+        """`sum_b (count_b / n) * gap_b` over non-empty bins."""
         full = self.count > 0
         return float(np.sum(self.count[full] * self.gap[full]) / self.n)
 
     @property
     def mce(self) -> float:
-        """``max_b gap_b`` over non-empty bins."""
+        """`max_b gap_b` over non-empty bins."""
         return float(np.max(self.gap[self.count > 0]))
 
     def to_frame(self) -> pd.DataFrame:
@@ -120,7 +120,7 @@ def reliability_from_confidence(
     n_bins: int = DEFAULT_N_BINS,
     binning: Binning = DEFAULT_BINNING,
 ) -> ReliabilityBins:
-    """Reliability bins from per-example confidences ``(n,)`` in [0, 1] and correctness ``(n,)``.
+    """Reliability bins from per-example confidences `(n,)` in [0, 1] and correctness `(n,)`.
 
     Useful for pooling several evaluation sets without keeping their probabilities.
     """
@@ -156,7 +156,7 @@ def reliability_bins(
     n_bins: int = DEFAULT_N_BINS,
     binning: Binning = DEFAULT_BINNING,
 ) -> ReliabilityBins:
-    """Reliability-diagram data for probabilities ``(n, k)`` or ``(draws, n, k)`` (averaged)."""
+    """Reliability-diagram data for probabilities `(n, k)` or `(draws, n, k)` (averaged)."""
     _check_bins(n_bins, binning)
     p, y = check_scored(probs, labels)  # (n, k), (n,)
     return reliability_from_confidence(p.max(axis=-1), np.argmax(p, axis=-1) == y, n_bins, binning)
@@ -168,9 +168,9 @@ def ece(
     n_bins: int = DEFAULT_N_BINS,
     binning: Binning = DEFAULT_BINNING,
 ) -> float:
-    """Expected calibration error in ``[0, 1]``; 20 equal-mass bins by default.
+    """Expected calibration error in `[0, 1]`; 20 equal-mass bins by default.
 
-    ``ECE = sum_b (|b| / n) * |mean confidence in b - accuracy in b|`` over non-empty
+    `ECE = sum_b (|b| / n) * |mean confidence in b - accuracy in b|` over non-empty
     bins; see the module docstring for how examples are assigned to bins.
     """
     return reliability_bins(probs, labels, n_bins, binning).ece
@@ -182,10 +182,10 @@ def mce(
     n_bins: int = DEFAULT_N_BINS,
     binning: Binning = DEFAULT_BINNING,
 ) -> float:
-    """Maximum calibration error in ``[0, 1]``: the largest per-bin gap over non-empty bins.
+    """Maximum calibration error in `[0, 1]`: the largest per-bin gap over non-empty bins.
 
-    Same bins as :func:`ece` (20 equal-mass by default). With equal-mass bins every bin
-    holds about ``n / n_bins`` examples, so MCE is much less noisy than with equal width,
+    Same bins as `ece` (20 equal-mass by default). With equal-mass bins every bin
+    holds about `n / n_bins` examples, so MCE is much less noisy than with equal width,
     where a nearly empty bin can dominate.
     """
     return reliability_bins(probs, labels, n_bins, binning).mce

@@ -1,12 +1,12 @@
 """Reading corrupted test sets in the MNIST-C and CIFAR-10-C layouts (official or our own).
 
-- MNIST-C: ``<dir>/<corruption>/test_images.npy`` (n, 28, 28, 1) uint8 and ``test_labels.npy``
+- MNIST-C: `<dir>/<corruption>/test_images.npy` (n, 28, 28, 1) uint8 and `test_labels.npy`
   (n,) uint8, one severity per corruption (the release default); sets written by bnn-shift at
-  other severities live in ``<corruption>-s<severity>/``.
-- CIFAR-10-C: ``<dir>/<corruption>.npy`` (5*n, 32, 32, 3) uint8, severities 1..5
-  severity-major, and ``labels.npy`` (5*n,), the test labels repeated 5 times.
+  other severities live in `<corruption>-s<severity>/`.
+- CIFAR-10-C: `<dir>/<corruption>.npy` (5*n, 32, 32, 3) uint8, severities 1..5
+  severity-major, and `labels.npy` (5*n,), the test labels repeated 5 times.
 
-A directory written by bnn-shift also has ``manifest.json`` (see ``corrupted_sets``): then the
+A directory written by bnn-shift also has `manifest.json` (see `corrupted_sets`): then the
 entries and their severities come from it and every file is checked against its sha256 when read.
 """
 

@@ -1,14 +1,14 @@
 """Writing corrupted test sets to disk in the published layouts, with checksums; and a cache.
 
 The layouts (MNIST-C: one directory per corruption; CIFAR-10-C: one severity-major file per
-corruption) are those of the static releases, described in ``corrupted_layouts``, so an
-official download and a set written here read the same way. Files are plain ``.npy``
+corruption) are those of the static releases, described in `corrupted_layouts`, so an
+official download and a set written here read the same way. Files are plain `.npy`
 (memory-mappable, the releases' format; never pickle). Sets written here also get
-``manifest.json``: each file's sha256, the corruption and severities it holds, the seed, the
+`manifest.json`: each file's sha256, the corruption and severities it holds, the seed, the
 sha256 of the clean images it was made from, and the generator (package version and a hash of
 the corruption code). Writing is resumable: entries already present with a matching manifest
 and checksum are kept, the rest generated. Images are quantised to uint8 as in the releases,
-so they differ from ``corrupt`` by at most half a grey level.
+so they differ from `corrupt` by at most half a grey level.
 """
 
 from __future__ import annotations
@@ -320,8 +320,8 @@ def cached_corruption_shifts(
 ) -> list[Shift]:
     """Like `corruption_shifts`, but the corrupted test images come from an on-disk cache.
 
-    The cache directory (default ``data_home()/corrupted/<dataset>-<benchmark>-<hash of the
-    clean test images>-seed<seed>``) is filled on first use, missing or damaged entries are
+    The cache directory (default `data_home()/corrupted/<dataset>-<benchmark>-<hash of the
+    clean test images>-seed<seed>`) is filled on first use, missing or damaged entries are
     regenerated, and a Shift whose file fails its checksum when read is regenerated then. Each
     Shift's `apply` only accepts `dataset.x_test` (the images the cache was made from).
     """

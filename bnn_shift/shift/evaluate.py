@@ -21,13 +21,13 @@ from bnn_shift.shift.uncertainty import OOD_SCORES, ood_detection
 __all__ = ["COLUMNS", "OOD_COLUMNS", "ProbsCallback", "evaluate", "ood_scores"]
 
 COLUMNS = ("method", "shift", "severity", "metric", "value")
-"""Columns of the tidy table returned by :func:`evaluate`, in order."""
+"""Columns of the tidy table returned by `evaluate`, in order."""
 
 OOD_COLUMNS = ("method", "ood", "score", "metric", "value")
-"""Columns of the tidy table returned by :func:`ood_scores`, in order."""
+"""Columns of the tidy table returned by `ood_scores`, in order."""
 
 ProbsCallback = Callable[[str, Shift, np.ndarray, np.ndarray], None]
-"""``callback(method, shift, probs (n, k), labels (n,))``, called once per scored set."""
+"""`callback(method, shift, probs (n, k), labels (n,))`, called once per scored set."""
 
 
 def _check_methods(methods: Mapping[str, Predictor]) -> None:
@@ -45,20 +45,16 @@ def _check_batch_size(batch_size: int | None) -> None:
         raise ValueError(f"batch_size must be a positive integer or None; got {batch_size!r}")
 
 
-def _resolve_data(data: Any, shifts: Any, legacy: tuple) -> tuple[np.ndarray, np.ndarray, Any]:
-    """``(x, y, shifts)`` from any accepted call form (see :func:`evaluate`)."""
-    if legacy:
-        if isinstance(data, Dataset | tuple):
-            raise TypeError("with a Dataset or an (x, y) pair, pass metrics= by keyword")
-        x, y, shifts = data, shifts, legacy[0]
-    elif isinstance(data, Dataset):
+def _resolve_data(data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """`(x, y)` of a Dataset's test split or of a pair (see `evaluate`)."""
+    if isinstance(data, Dataset):
         x, y = data.x_test, data.y_test
     elif isinstance(data, tuple) and len(data) == 2:
         x, y = data
     else:
         raise TypeError(
-            "data must be a bnn_shift.data.Dataset (its test split is used) or a pair (x, y); "
-            f"got {type(data).__name__}"
+            "data must be a bnn_shift.data.Dataset (its test split is used) or a pair (x, y), "
+            f"as in evaluate(methods, (x, y), shifts); got {type(data).__name__}"
         )
     x, y = np.asarray(x), np.asarray(y)
     if x.ndim < 1 or y.ndim != 1:
@@ -67,14 +63,14 @@ def _resolve_data(data: Any, shifts: Any, legacy: tuple) -> tuple[np.ndarray, np
         raise ValueError(f"x has {x.shape[0]} examples but y has {y.shape[0]}")
     if x.shape[0] == 0:
         raise ValueError("x and y are empty")
-    return x, y, shifts
+    return x, y
 
 
 def evaluate(
     methods: Mapping[str, Predictor],
-    data: Dataset | tuple[ArrayLike, ArrayLike] | ArrayLike,
-    shifts: Sequence[Shift] | ArrayLike,
-    *legacy: Sequence[Shift],
+    data: Dataset | tuple[ArrayLike, ArrayLike],
+    shifts: Sequence[Shift],
+    *,
     metrics: Sequence[str] = DEFAULT_METRICS,
     batch_size: int | None = None,
     progress: bool = True,
@@ -82,29 +78,26 @@ def evaluate(
 ) -> pd.DataFrame:
     """Score every method on every shifted copy of a test set.
 
-    Call as ``evaluate(methods, dataset, shifts)`` with a :class:`~bnn_shift.data.Dataset`
-    (its test split is scored), ``evaluate(methods, (x, y), shifts)``, or the older
-    ``evaluate(methods, x, y, shifts[, metrics])``; ``x`` is ``(n, ...)`` and ``y`` integer labels
-    ``(n,)``. ``methods`` maps a name to anything with ``predict_proba(x)``.
+    Each shift is applied once and its output reused for all methods.
 
-    Each shift is applied once and its output reused for all methods. ``metrics`` are
-    keys of ``METRICS`` (ECE/MCE with 20 equal-mass bins) or of ``DRAW_METRICS``
-    (``"mutual_info"``, which needs per-draw probabilities: methods that cannot give them
-    get no such rows, with one warning naming them). ``batch_size`` bounds the rows per
-    ``predict_proba`` call. ``callback(method, shift, probs, labels)`` sees each model
-    average ``(n, k)`` (e.g. to pool reliability data without keeping every set).
+    Args:
+        methods: name -> anything with `predict_proba(x)`.
+        data: a `bnn_shift.data.Dataset` (its test split is scored) or a pair `(x, y)` of
+            inputs `(n, ...)` and integer labels `(n,)`.
+        shifts: the shifted copies to score, e.g. `noise_sweep()`.
+        metrics: keys of `METRICS` (ECE/MCE with 20 equal-mass bins) or of `DRAW_METRICS`
+            (`"mutual_info"`, which needs per-draw probabilities: methods that cannot give
+            them get no such rows, with one warning naming them).
+        batch_size: bounds the rows per `predict_proba` call.
+        progress: show a progress bar.
+        callback: `callback(method, shift, probs, labels)` sees each model average `(n, k)`
+            (e.g. to pool reliability data without keeping every set).
 
-    Returns a tidy DataFrame with columns ``method, shift, severity, metric, value``: one
-    row per (shift, method, metric), in that nesting order.
+    Returns:
+        A tidy DataFrame with columns `method, shift, severity, metric, value`: one row per
+        (shift, method, metric), in that nesting order.
     """
-    if len(legacy) > 2:
-        raise TypeError(
-            "evaluate takes (methods, data, shifts) or (methods, x, y, shifts[, metrics]); "
-            "pass batch_size, progress and callback by keyword"
-        )
-    if len(legacy) == 2:
-        metrics = legacy[1]
-    x, y, shifts = _resolve_data(data, shifts, legacy)
+    x, y = _resolve_data(data)
     _check_methods(methods)
     if not shifts:
         raise ValueError("shifts is empty; pass at least one Shift (e.g. noise_sweep())")
@@ -176,13 +169,13 @@ def ood_scores(
 ) -> pd.DataFrame:
     """How well each method's uncertainty separates OOD inputs from in-distribution ones.
 
-    ``in_x`` ``(n, ...)`` are in-distribution inputs; ``ood_x`` is one OOD input array or
-    a mapping ``{name: array}`` of several (a single array is named ``"ood"``). For each
-    uncertainty score (``"entropy"``, ``"mutual_info"``, ``"confidence"``; higher = more
+    `in_x` `(n, ...)` are in-distribution inputs; `ood_x` is one OOD input array or
+    a mapping `{name: array}` of several (a single array is named `"ood"`). For each
+    uncertainty score (`"entropy"`, `"mutual_info"`, `"confidence"`; higher = more
     likely OOD) reports AUROC and AUPR (average precision, OOD = positive class).
-    ``"mutual_info"`` is skipped, with a warning, for methods without per-draw
-    probabilities. Returns a tidy DataFrame with columns ``method, ood, score, metric,
-    value``.
+    `"mutual_info"` is skipped, with a warning, for methods without per-draw
+    probabilities. Returns a tidy DataFrame with columns `method, ood, score, metric,
+    value`.
     """
     _check_methods(methods)
     _check_batch_size(batch_size)

@@ -1,16 +1,16 @@
-"""Scalar metrics of predictive probabilities, and the registry :func:`evaluate` uses.
+"""Scalar metrics of predictive probabilities, and the registry `evaluate` uses.
 
-Every metric takes ``probs`` shaped ``(n, k)`` (one probability vector per example) or
-``(draws, n, k)`` (per-draw probabilities). For the point metrics per-draw input is first
+Every metric takes `probs` shaped `(n, k)` (one probability vector per example) or
+`(draws, n, k)` (per-draw probabilities). For the point metrics per-draw input is first
 reduced to the Bayesian model average: the mean of the *probabilities* over axis 0 (never
-of logits). All arithmetic is float64 and every metric returns a Python ``float``.
+of logits). All arithmetic is float64 and every metric returns a Python `float`.
 
-Inputs are validated; a ``ValueError`` names the problem when shapes disagree, labels are
-not integers in ``[0, k)``, or probabilities are not finite, negative, or have rows that
-do not sum to 1 within ``SUM_TOL``.
+Inputs are validated; a `ValueError` names the problem when shapes disagree, labels are
+not integers in `[0, k)`, or probabilities are not finite, negative, or have rows that
+do not sum to 1 within `SUM_TOL`.
 
-ECE and MCE use 20 equal-mass bins by default (see :mod:`bnn_shift.shift.calibration`);
-``ece_equal_width`` in the registry is ECE with 20 equal-width bins.
+ECE and MCE use 20 equal-mass bins by default (see `bnn_shift.shift.calibration`);
+`ece_equal_width` in the registry is ECE with 20 equal-width bins.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 PROB_FLOOR = 1e-12
-"""Probabilities are clipped below at this value before taking logs in :func:`nll`."""
+"""Probabilities are clipped below at this value before taking logs in `nll`."""
 
 
 def accuracy(probs: ArrayLike, labels: ArrayLike) -> float:
@@ -53,8 +53,8 @@ def accuracy(probs: ArrayLike, labels: ArrayLike) -> float:
 def nll(probs: ArrayLike, labels: ArrayLike) -> float:
     """Mean negative log probability of the true class (natural log).
 
-    The true-class probability is clipped below at ``PROB_FLOOR`` (1e-12), so one
-    confidently wrong example contributes at most ``-log(1e-12) ≈ 27.6``.
+    The true-class probability is clipped below at `PROB_FLOOR` (1e-12), so one
+    confidently wrong example contributes at most `-log(1e-12) ≈ 27.6`.
     """
     p, y = check_scored(probs, labels)
     p_true = p[np.arange(y.shape[0]), y]  # (n,)
@@ -62,9 +62,9 @@ def nll(probs: ArrayLike, labels: ArrayLike) -> float:
 
 
 def brier(probs: ArrayLike, labels: ArrayLike) -> float:
-    """Mean over examples of ``sum_c (p_c - onehot(y)_c)²``; lies in ``[0, 2]``.
+    """Mean over examples of `sum_c (p_c - onehot(y)_c)²`; lies in `[0, 2]`.
 
-    For two classes this is twice the usual binary Brier score ``mean((p_1 - y)²)``.
+    For two classes this is twice the usual binary Brier score `mean((p_1 - y)²)`.
     """
     p, y = check_scored(probs, labels)
     onehot = np.zeros_like(p)  # (n, k)
@@ -73,7 +73,7 @@ def brier(probs: ArrayLike, labels: ArrayLike) -> float:
 
 
 def mean_entropy(probs: ArrayLike, labels: ArrayLike | None = None) -> float:
-    """Mean predictive entropy (nats) of the model average; ``labels`` are only validated."""
+    """Mean predictive entropy (nats) of the model average; `labels` are only validated."""
     p = check_probs(probs)
     if labels is not None:
         check_labels(labels, *p.shape[-2:])
@@ -81,7 +81,7 @@ def mean_entropy(probs: ArrayLike, labels: ArrayLike | None = None) -> float:
 
 
 def mean_mutual_information(draw_probs: ArrayLike) -> float:
-    """Mean over examples of the mutual information (nats); needs ``(draws, n, k)``."""
+    """Mean over examples of the mutual information (nats); needs `(draws, n, k)`."""
     return float(np.mean(mutual_information(draw_probs)))
 
 
@@ -94,12 +94,12 @@ METRICS: dict[str, Callable[[ArrayLike, ArrayLike], float]] = {
     "ece_equal_width": functools.partial(ece, binning="equal_width"),
     "entropy": mean_entropy,
 }
-"""Metric name -> function ``(probs, labels) -> float``, in reporting order."""
+"""Metric name -> function `(probs, labels) -> float`, in reporting order."""
 
 DRAW_METRICS: dict[str, Callable[[ArrayLike], float]] = {
     "mutual_info": mean_mutual_information,
 }
-"""Metrics that need per-draw probabilities ``(draws, n, k)``: name -> ``f(draw_probs)``."""
+"""Metrics that need per-draw probabilities `(draws, n, k)`: name -> `f(draw_probs)`."""
 
 DEFAULT_METRICS: tuple[str, ...] = ("accuracy", "nll", "ece", "brier")
-"""What :func:`~bnn_shift.shift.evaluate.evaluate` reports unless told otherwise."""
+"""What `evaluate` reports unless told otherwise."""

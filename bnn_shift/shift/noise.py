@@ -1,4 +1,4 @@
-"""Additive Gaussian noise in normalised input units, and the ``Shift`` record."""
+"""Additive Gaussian noise in normalised input units, and the `Shift` record."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _check_uint32(name: str, value: int) -> None:
 
 
 def _cpu_device() -> jax.Device | None:
-    """The host CPU device, or ``None`` (JAX's default) when JAX was started without one."""
+    """The host CPU device, or `None` (JAX's default) when JAX was started without one."""
     try:
         return jax.devices("cpu")[0]
     except RuntimeError:
@@ -36,7 +36,7 @@ def _cpu_device() -> jax.Device | None:
 class Shift:
     """A named covariate shift at one severity.
 
-    ``apply`` maps a whole input batch ``(n, ...)`` to a shifted batch of the same
+    `apply` maps a whole input batch `(n, ...)` to a shifted batch of the same
     shape; it must be deterministic so every method sees the same shifted inputs.
     """
 
@@ -47,20 +47,20 @@ class Shift:
 
 @functools.partial(jax.jit, static_argnums=(1,))
 def _standard_normal_rows(key: jax.Array, row_shape: tuple[int, ...], rows: jax.Array):
-    """Noise ``(len(rows), *row_shape)``; row ``r`` depends only on ``key`` and ``rows[r]``."""
+    """Noise `(len(rows), *row_shape)`; row `r` depends only on `key` and `rows[r]`."""
     draw = lambda i: jax.random.normal(jax.random.fold_in(key, i), row_shape, jnp.float32)
     return jax.vmap(draw)(rows)
 
 
 def gaussian_noise(x: ArrayLike, std: float, seed: int, *, first_index: int = 0) -> np.ndarray:
-    """Return ``x + std * N(0, 1)`` noise as float32 with the shape of ``x`` ``(n, ...)``.
+    """Return `x + std * N(0, 1)` noise as float32 with the shape of `x` `(n, ...)`.
 
-    Deterministic given ``seed``. Each example's noise depends only on ``seed`` and its
-    global index ``first_index + i``, so noising a chunk ``x[a:b]`` with
-    ``first_index=a`` gives exactly the rows ``a:b`` of noising the whole of ``x``.
+    Deterministic given `seed`. Each example's noise depends only on `seed` and its
+    global index `first_index + i`, so noising a chunk `x[a:b]` with
+    `first_index=a` gives exactly the rows `a:b` of noising the whole of `x`.
     Noise comes from JAX's threefry generator evaluated on the CPU, so it does not
     depend on the default PRNG implementation or on which accelerator is present.
-    ``std == 0`` returns ``x`` (as float32) unchanged.
+    `std == 0` returns `x` (as float32) unchanged.
     """
     std = float(std)
     if not math.isfinite(std) or std < 0:
@@ -84,10 +84,10 @@ def gaussian_noise(x: ArrayLike, std: float, seed: int, *, first_index: int = 0)
 def noise_sweep(
     stds: Sequence[float] = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0), seed: int = 0
 ) -> list[Shift]:
-    """One ``Shift`` per noise level, all named ``"gaussian_noise"`` with severity = std.
+    """One `Shift` per noise level, all named `"gaussian_noise"` with severity = std.
 
     Severity 0 is the clean set (kept under the same name so a sweep plots as one
-    curve). All levels share ``seed``, so higher severities scale the same noise draw.
+    curve). All levels share `seed`, so higher severities scale the same noise draw.
     """
     _check_uint32("seed", seed)
     shifts = []

@@ -1,7 +1,7 @@
-"""Plots of :func:`~bnn_shift.shift.evaluate.evaluate` tables and reliability data.
+"""Plots of `evaluate` tables and reliability data.
 
-Every function builds a :class:`matplotlib.figure.Figure` without pyplot (no global state,
-nothing shown) and returns it; save it with ``fig.savefig(path)``.
+Every function builds a `matplotlib.figure.Figure` without pyplot (no global state,
+nothing shown) and returns it; save it with `fig.savefig(path)`.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _metric_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def _lines(ax: Axes, wide: pd.DataFrame) -> None:
-    """One marked line per column of ``wide`` (index = severity)."""
+    """One marked line per column of `wide` (index = severity)."""
     for method in wide.columns:
         col = wide[method].dropna()
         ax.plot(col.index.to_numpy(float), col.to_numpy(float), marker="o", label=str(method))
@@ -65,11 +65,11 @@ def plot_metric_vs_severity(
     shift: str | None = None,
     ax: Axes | None = None,
 ) -> Figure:
-    """Draw ``metric`` against severity, one marked line per method; return the figure.
+    """Draw `metric` against severity, one marked line per method; return the figure.
 
-    ``shift`` selects a shift by name. Without it a table of one shift plots that shift,
+    `shift` selects a shift by name. Without it a table of one shift plots that shift,
     and a table of several (a corruption benchmark) plots the mean over corruptions at
-    each severity, with severity 0 the clean set. With ``ax`` the lines go on it.
+    each severity, with severity 0 the clean set. With `ax` the lines go on it.
     """
     sub = _metric_rows(table, metric)
     names = list(pd.unique(sub["shift"]))
@@ -94,7 +94,7 @@ def plot_metric_vs_severity(
 
 
 def plot_severity_grid(table: pd.DataFrame, metric: str = "accuracy", ncols: int = 4) -> Figure:
-    """One panel per corruption with ``metric`` against severity, one line per method.
+    """One panel per corruption with `metric` against severity, one line per method.
 
     The clean value (mean of the severity-0 rows) starts every curve at severity 0. Panels
     share the y axis; the legend sits in the first panel.
@@ -133,10 +133,10 @@ def plot_corruption_bars(
     severity: float | None = None,
     include_clean: bool = True,
 ) -> Figure:
-    """Grouped bars: ``metric`` per corruption (x) and method (one colour each).
+    """Grouped bars: `metric` per corruption (x) and method (one colour each).
 
     Each bar is the mean over the corruption's positive severities, or its value at
-    ``severity`` when given. ``include_clean`` adds a first group for the clean set
+    `severity` when given. `include_clean` adds a first group for the clean set
     (severity 0) when the table has one.
     """
     sub = _metric_rows(table, metric)

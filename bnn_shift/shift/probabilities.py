@@ -1,6 +1,6 @@
 """Validation of predictive probabilities and labels, shared by every metric.
 
-Probabilities come as ``(n, k)`` (one vector per example) or ``(draws, n, k)`` (one per
+Probabilities come as `(n, k)` (one vector per example) or `(draws, n, k)` (one per
 posterior draw, ensemble member, ...). Everything is converted to float64 here, so the
 metrics downstream compute in double precision whatever dtype the predictor returned.
 """
@@ -13,14 +13,14 @@ from numpy.typing import ArrayLike
 __all__ = ["SUM_TOL", "check_labels", "check_probs", "check_scored", "model_average"]
 
 SUM_TOL = 1e-3
-"""Largest allowed ``|sum(row) - 1|`` for a probability row (float32 softmax is far inside)."""
+"""Largest allowed `|sum(row) - 1|` for a probability row (float32 softmax is far inside)."""
 
 
 def check_probs(probs: ArrayLike, *, draws: bool | None = None) -> np.ndarray:
-    """Return ``probs`` as float64 ``(n, k)`` or ``(draws, n, k)`` after validating it.
+    """Return `probs` as float64 `(n, k)` or `(draws, n, k)` after validating it.
 
-    ``draws=True`` requires the per-draw form, ``draws=False`` the ``(n, k)`` form and
-    ``None`` accepts either. Raises ``ValueError`` naming the problem for a wrong rank,
+    `draws=True` requires the per-draw form, `draws=False` the `(n, k)` form and
+    `None` accepts either. Raises `ValueError` naming the problem for a wrong rank,
     an empty array, non-finite or negative entries, or rows that do not sum to 1.
     """
     p = np.asarray(probs, dtype=np.float64)
@@ -47,12 +47,12 @@ def check_probs(probs: ArrayLike, *, draws: bool | None = None) -> np.ndarray:
 
 
 def model_average(p: np.ndarray) -> np.ndarray:
-    """The Bayesian model average ``(n, k)``: the mean of the probabilities over draws."""
+    """The Bayesian model average `(n, k)`: the mean of the probabilities over draws."""
     return p.mean(axis=0) if p.ndim == 3 else p
 
 
 def check_labels(labels: ArrayLike, n: int, k: int) -> np.ndarray:
-    """Return ``labels`` as int64 ``(n,)`` after checking they are integers in ``[0, k)``."""
+    """Return `labels` as int64 `(n,)` after checking they are integers in `[0, k)`."""
     y = np.asarray(labels)
     if y.ndim != 1:
         raise ValueError(f"labels must have shape (n,); got shape {y.shape}")
@@ -68,6 +68,6 @@ def check_labels(labels: ArrayLike, n: int, k: int) -> np.ndarray:
 
 
 def check_scored(probs: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """Model-averaged float64 probabilities ``(n, k)`` and int64 labels ``(n,)``."""
+    """Model-averaged float64 probabilities `(n, k)` and int64 labels `(n,)`."""
     p = model_average(check_probs(probs))  # (n, k)
     return p, check_labels(labels, *p.shape)

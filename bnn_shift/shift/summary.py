@@ -1,7 +1,7 @@
-"""Summaries of a tidy :func:`~bnn_shift.shift.evaluate.evaluate` table.
+"""Summaries of a tidy `evaluate` table.
 
 Convention: rows with severity 0 are the clean (unshifted) test set; every row with a
-positive severity is a shifted set, and its ``shift`` name is the corruption.
+positive severity is a shifted set, and its `shift` name is the corruption.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ _COLUMNS = ("method", "shift", "severity", "metric", "value")
 
 
 def check_table(table: pd.DataFrame) -> None:
-    """Raise ``ValueError`` unless ``table`` has the tidy columns of :func:`evaluate`."""
+    """Raise `ValueError` unless `table` has the tidy columns of `evaluate`."""
     missing = [c for c in _COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"table is missing columns {missing}; expected {list(_COLUMNS)}")
 
 
 def _ordered(frame: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-    """Reorder a ``(metric, method)``-indexed frame by first appearance in ``table``."""
+    """Reorder a `(metric, method)`-indexed frame by first appearance in `table`."""
     order = [
         (metric, method)
         for metric in pd.unique(table["metric"])
@@ -38,12 +38,12 @@ def _ordered(frame: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
 class Summary:
     """Three views of a table; methods and metrics in order of first appearance.
 
-    overall: index ``method``; columns ``(metric, "clean" | "shifted")``: the clean value
+    overall: index `method`; columns `(metric, "clean" | "shifted")`: the clean value
         (mean of the severity-0 rows; NaN if none) and the mean over corruptions of each
         corruption's mean over its positive severities.
-    per_severity: index ``(metric, method)``; one column per severity (0 = clean); the mean
+    per_severity: index `(metric, method)`; one column per severity (0 = clean); the mean
         over corruptions at that severity.
-    per_corruption: index ``(metric, method)``; one column per corruption; the mean over
+    per_corruption: index `(metric, method)`; one column per corruption; the mean over
         its positive severities.
     """
 
@@ -52,7 +52,7 @@ class Summary:
     per_corruption: pd.DataFrame
 
     def to_text(self, digits: int = 4) -> str:
-        """The three tables as printable text, one after another, rounded to ``digits``."""
+        """The three tables as printable text, one after another, rounded to `digits`."""
         parts = [
             ("clean vs mean over corruptions", self.overall),
             ("mean over corruptions by severity", self.per_severity),
@@ -70,7 +70,7 @@ class Summary:
 def summarise(table: pd.DataFrame, corruptions: Sequence[str] | None = None) -> Summary:
     """Per-method means over corruptions, per-severity and per-corruption tables.
 
-    ``corruptions`` restricts the shifted rows to those shift names (e.g. the 15
+    `corruptions` restricts the shifted rows to those shift names (e.g. the 15
     benchmark corruptions of CIFAR-10-C, leaving out the 4 extras); clean rows are
     always all severity-0 rows. Repeated rows (several seeds concatenated) are averaged.
     """
@@ -115,9 +115,9 @@ def summarise(table: pd.DataFrame, corruptions: Sequence[str] | None = None) -> 
 
 
 def pivot_metric(table: pd.DataFrame, metric: str, shift: str | None = None) -> pd.DataFrame:
-    """One metric as a frame with index ``severity`` and one column per method.
+    """One metric as a frame with index `severity` and one column per method.
 
-    ``shift`` selects a shift by name; it may be omitted when the table holds only one.
+    `shift` selects a shift by name; it may be omitted when the table holds only one.
     Repeated rows are averaged.
     """
     check_table(table)

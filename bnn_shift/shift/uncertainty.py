@@ -1,11 +1,11 @@
 """Predictive uncertainty: entropy, mutual information (BALD) and OOD detection scores.
 
-Entropies are in nats. For per-draw probabilities ``p_d`` ``(draws, n, k)`` with model
-average ``p̄ = mean_d p_d``:
+Entropies are in nats. For per-draw probabilities `p_d` `(draws, n, k)` with model
+average `p̄ = mean_d p_d`:
 
-- predictive entropy ``H[p̄]`` (total uncertainty),
-- expected entropy ``mean_d H[p_d]`` (aleatoric part),
-- mutual information ``I = H[p̄] - mean_d H[p_d] >= 0`` (epistemic part, BALD).
+- predictive entropy `H[p̄]` (total uncertainty),
+- expected entropy `mean_d H[p_d]` (aleatoric part),
+- mutual information `I = H[p̄] - mean_d H[p_d] >= 0` (epistemic part, BALD).
 
 OOD detection treats out-of-distribution examples as the positive class and a higher
 uncertainty score as more likely OOD; AUROC and AUPR (average precision) come from
@@ -44,19 +44,19 @@ def _entropy(p: np.ndarray) -> np.ndarray:  # (..., k) -> (...)
 
 
 def predictive_entropy(probs: ArrayLike) -> np.ndarray:  # (n,)
-    """Entropy of the model-averaged prediction per example, in ``[0, log k]`` nats."""
+    """Entropy of the model-averaged prediction per example, in `[0, log k]` nats."""
     return _entropy(model_average(check_probs(probs)))
 
 
 def expected_entropy(draw_probs: ArrayLike) -> np.ndarray:  # (n,)
-    """Mean over draws of each draw's predictive entropy, per example; needs ``(draws, n, k)``."""
+    """Mean over draws of each draw's predictive entropy, per example; needs `(draws, n, k)`."""
     return _entropy(check_probs(draw_probs, draws=True)).mean(axis=0)
 
 
 def mutual_information(draw_probs: ArrayLike) -> np.ndarray:  # (n,)
     """Mutual information between the label and the draw (BALD), per example, in nats.
 
-    ``H[mean_d p_d] - mean_d H[p_d]``; zero when every draw predicts the same vector. It is
+    `H[mean_d p_d] - mean_d H[p_d]`; zero when every draw predicts the same vector. It is
     non-negative by concavity of entropy; round-off below zero is clipped to 0.
     """
     p = check_probs(draw_probs, draws=True)  # (draws, n, k)
@@ -67,8 +67,8 @@ def mutual_information(draw_probs: ArrayLike) -> np.ndarray:  # (n,)
 def uncertainty_score(probs: ArrayLike, score: OodScore = "entropy") -> np.ndarray:  # (n,)
     """Per-example OOD score, higher = more uncertain.
 
-    ``"entropy"``: predictive entropy; ``"mutual_info"``: mutual information (needs
-    per-draw probabilities); ``"confidence"``: minus the largest averaged probability.
+    `"entropy"`: predictive entropy; `"mutual_info"`: mutual information (needs
+    per-draw probabilities); `"confidence"`: minus the largest averaged probability.
     """
     if score == "entropy":
         return predictive_entropy(probs)
@@ -103,7 +103,7 @@ def ood_auroc(in_probs: ArrayLike, ood_probs: ArrayLike, score: OodScore = "entr
 def ood_aupr(in_probs: ArrayLike, ood_probs: ArrayLike, score: OodScore = "entropy") -> float:
     """Area under the precision-recall curve (average precision) with OOD as positive.
 
-    Chance level is the OOD fraction ``n_ood / (n_in + n_ood)``, not 0.5.
+    Chance level is the OOD fraction `n_ood / (n_in + n_ood)`, not 0.5.
     """
     from sklearn.metrics import average_precision_score
 
@@ -114,7 +114,7 @@ def ood_aupr(in_probs: ArrayLike, ood_probs: ArrayLike, score: OodScore = "entro
 def ood_detection(
     in_probs: ArrayLike, ood_probs: ArrayLike, score: OodScore = "entropy"
 ) -> dict[str, float]:
-    """``{"auroc": ..., "aupr": ...}`` for one in-distribution / OOD pair."""
+    """`{"auroc": ..., "aupr": ...}` for one in-distribution / OOD pair."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     is_ood, scores = _labelled_scores(in_probs, ood_probs, score)

@@ -3,7 +3,7 @@ score), usable in Pipeline, GridSearchCV and cross_val_score."""
 
 from bnn_shift.sklearn.base import expected_failed_checks
 from bnn_shift.sklearn.classifier import BNNClassifier
-from bnn_shift.sklearn.engines import ENGINES, ENGINES_DOC
+from bnn_shift.sklearn.engines import ENGINES
 from bnn_shift.sklearn.regressor import BNNRegressor
 
-__all__ = ["ENGINES", "ENGINES_DOC", "BNNClassifier", "BNNRegressor", "expected_failed_checks"]
+__all__ = ["ENGINES", "BNNClassifier", "BNNRegressor", "expected_failed_checks"]

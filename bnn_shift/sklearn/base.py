@@ -18,7 +18,6 @@ from bnn_shift.sklearn.build import (
     PriorFactory,
     build_model,
     build_prior,
-    first_layer,
     fit_seeds,
 )
 from bnn_shift.sklearn.engines import Problem, Settings, fit_posterior
@@ -92,7 +91,7 @@ class BaseBNN(BaseEstimator):
         problem = Problem(
             model=model,
             make_model=make_model,
-            prior=build_prior(self.prior, x, self.prior_scale, first_layer(model)),
+            prior=build_prior(self.prior, x, self.prior_scale, model),
             likelihood=likelihood,
             x=x,
             y=y,

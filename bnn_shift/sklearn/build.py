@@ -10,12 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.utils import check_random_state
 
-from bnn_shift.experiments.prior_zoo import PRIORS, FirstLayer, make_prior
 from bnn_shift.inference.likelihood import n_outputs as count_outputs
+from bnn_shift.models.first_layer import FirstLayer
 from bnn_shift.models.mlp import MLP
-from bnn_shift.priors.base import Prior
+from bnn_shift.priors import PRIORS, Prior, make_prior
 
-MLP_FIRST_LAYER = FirstLayer(path="layers.0.weight", kind="dense")
 EMPCOV_EPS = 1e-8  # EmpCov prior variance along directions the training inputs never vary in
 
 ModelFactory = Callable[[int, int, jax.Array], eqx.Module]  # (n_features, n_outputs, key)
@@ -32,11 +31,10 @@ class LearnedNoise(eqx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:  # (2k,)
         return jnp.concatenate([self.net(x), self.log_noise.astype(jnp.float32)])
 
-
-def first_layer(model: eqx.Module) -> FirstLayer:
-    """Where the data priors go: the first layer of the MLP (or of the network inside)."""
-    prefix = "net." if isinstance(model, LearnedNoise) else ""
-    return FirstLayer(path=prefix + MLP_FIRST_LAYER.path, kind=MLP_FIRST_LAYER.kind)
+    @property
+    def first_layer(self) -> FirstLayer:
+        """The network's first layer, seen from here."""
+        return self.net.first_layer.inside("net")
 
 
 def build_model(
@@ -77,18 +75,16 @@ def _network(model, hidden, n_features: int, n_outputs: int, key: jax.Array) -> 
 
 
 def build_prior(
-    prior: str | Prior | PriorFactory, x: np.ndarray, scale: float, first: FirstLayer
+    prior: str | Prior | PriorFactory, x: np.ndarray, scale: float, model: eqx.Module
 ) -> Prior:
-    """A prior_zoo name (scaled by `scale`, data priors fitted to x (n, d) and put on the
-    `first` layer), a `Prior` used as given, or a callable x -> Prior."""
+    """A name from `bnn_shift.priors.PRIORS` (scaled by `scale`, data priors fitted to x (n, d)
+    and put on the model's `first_layer`), a `Prior` used as given, or a callable x -> Prior."""
     if isinstance(prior, Prior):
         return prior
     if isinstance(prior, str):
-        if prior not in PRIORS:
-            raise ValueError(f"unknown prior {prior!r}; choose from {', '.join(PRIORS)}")
         if not (np.isfinite(scale) and scale > 0):
             raise ValueError(f"prior_scale must be finite and > 0, got {scale}")
-        return make_prior(prior, first, x, float(scale), EMPCOV_EPS)
+        return make_prior(prior, model, x, float(scale), EMPCOV_EPS)
     if callable(prior):
         built = prior(x)
         if not isinstance(built, Prior):

@@ -23,16 +23,17 @@ class BNNClassifier(ClassifierMixin, BaseBNN):
         model: "mlp", or a callable (n_features, n_outputs, key) -> equinox module mapping one
             example (n_features,) to n_outputs values.
         hidden: hidden layer widths of model="mlp"; () is a Bayesian linear model.
-        prior: a name from `bnn_shift.experiments.prior_zoo.PRIORS` ("gaussian", "laplace",
-            "student-t", "empcov", "empcov-product"; data priors are fitted to the training
-            inputs and put on the first layer, `layers.0.weight`), a `Prior` used as given,
-            or a callable x_train (n, d) -> Prior.
+        prior: a name from `bnn_shift.priors.PRIORS` ("gaussian", "laplace", "student-t",
+            "empcov", "empcov-product"; data priors are fitted to the training inputs and put
+            on the model's `first_layer`, `layers.0.weight` of the MLP), a `Prior` used as
+            given, or a callable x_train (n, d) -> Prior.
         prior_scale: prior standard deviation of the named priors.
         step_size: HMC leapfrog step, or "auto": tuned by dual averaging at the start.
         n_iterations: HMC iterations; every state after burn-in is a draw. NUTS
             runs n_burnin warm-up steps and keeps the other n_iterations - n_burnin.
         n_burnin: HMC iterations without the Metropolis test at the start, not kept.
-        trajectory_length: HMC trajectory length; None is (pi/2) * the prior's scale.
+        trajectory_length: HMC trajectory length; None is (pi/2) * the prior's
+            `trajectory_scale`.
         n_chains: HMC / NUTS chains.
         epochs: epochs of "map", "ensemble", "sgld" and "vi", and of the MAP fit that starts
             the samplers (init="map").

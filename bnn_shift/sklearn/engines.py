@@ -8,11 +8,11 @@ from dataclasses import dataclass, replace
 import jax
 import numpy as np
 
-from bnn_shift.inference import deep_ensemble, hmc, map_fit, mfvi, nuts, sgld
+from bnn_shift.inference import deep_ensemble, hmc, mala, map_fit, mfvi, nuts, sgld
 from bnn_shift.inference.likelihood import Likelihood
 from bnn_shift.inference.posterior import Posterior
-from bnn_shift.models.params import PyTree
 from bnn_shift.priors.base import Prior
+from bnn_shift.typing import PyTree
 
 
 @dataclass(frozen=True)
@@ -51,13 +51,13 @@ def _batch(s: Settings, n: int) -> int | None:
     return None if s.batch_size is None else min(int(s.batch_size), n)
 
 
-INITS = ("map", "random")
+START_POINTS = ("map", "random")
 
 
 def _start(p: Problem, s: Settings) -> Problem:
     """The samplers' starting point: a MAP fit (init="map") or the random initialisation."""
-    if s.init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {s.init!r}")
+    if s.init not in START_POINTS:
+        raise ValueError(f"init must be one of {START_POINTS}, got {s.init!r}")
     if s.init == "random":
         return p
     return replace(p, model=_map(p, s).draw(0))
@@ -139,21 +139,37 @@ def _vi(p: Problem, s: Settings) -> Posterior:
     return _run(mfvi, p, s, temperature=s.temperature, **_epochs(s, len(p.x)))
 
 
-ENGINES: dict[str, Callable[[Problem, Settings], Posterior]] = {
-    "hmc": _hmc,
-    "nuts": _nuts,
-    "map": _map,
-    "ensemble": _ensemble,
-    "sgld": _sgld,
-    "vi": _vi,
-}
-ENGINES_DOC = {
-    "hmc": "full-batch HMC: n_iterations (n_burnin without MH), step_size, trajectory_length",
-    "nuts": "NUTS: n_burnin warm-up steps, then n_iterations - n_burnin draws",
-    "map": "MAP point estimate: epochs of Adam at learning_rate",
-    "ensemble": "n_members MAP fits from different initialisations",
-    "sgld": "SGLD: epochs at learning_rate, draws from the second half",
-    "vi": "mean-field Gaussian VI: epochs of Adam at learning_rate",
+def _mala(p: Problem, s: Settings) -> Posterior:
+    return _run(
+        mala,
+        _start(p, s),
+        s,
+        step_size=s.step_size,
+        n_iterations=s.n_iterations,
+        n_burnin=s.n_burnin,
+        temperature=s.temperature,
+        n_chains=s.n_chains,
+    )
+
+
+@dataclass(frozen=True)
+class Engine:
+    """An `inference=` name's runner and its one-line description."""
+
+    fit: Callable[[Problem, Settings], Posterior]
+    doc: str
+
+
+ENGINES: dict[str, Engine] = {
+    "hmc": Engine(
+        _hmc, "full-batch HMC: n_iterations (n_burnin without MH), step_size, trajectory_length"
+    ),
+    "nuts": Engine(_nuts, "NUTS: n_burnin warm-up steps, then n_iterations - n_burnin draws"),
+    "mala": Engine(_mala, "MALA: n_iterations (n_burnin without MH), step_size"),
+    "map": Engine(_map, "MAP point estimate: epochs of Adam at learning_rate"),
+    "ensemble": Engine(_ensemble, "n_members MAP fits from different initialisations"),
+    "sgld": Engine(_sgld, "SGLD: epochs at learning_rate, draws from the second half"),
+    "vi": Engine(_vi, "mean-field Gaussian VI: epochs of Adam at learning_rate"),
 }
 
 
@@ -161,4 +177,4 @@ def fit_posterior(inference: str, problem: Problem, settings: Settings) -> Poste
     """Run the engine named `inference` on `problem`."""
     if inference not in ENGINES:
         raise ValueError(f"unknown inference {inference!r}; choose from {', '.join(ENGINES)}")
-    return ENGINES[inference](problem, settings)
+    return ENGINES[inference].fit(problem, settings)

@@ -11,11 +11,10 @@ from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bnn_shift.inference.likelihood import gaussian_likelihood
-from bnn_shift.inference.posterior import DRAW_CHUNK, Posterior
-from bnn_shift.models.params import PyTree
 from bnn_shift.priors.base import Prior
 from bnn_shift.sklearn.base import BaseBNN
 from bnn_shift.sklearn.build import ModelFactory, PriorFactory
+from bnn_shift.typing import PyTree
 
 
 class BNNRegressor(RegressorMixin, BaseBNN):
@@ -114,7 +113,7 @@ class BNNRegressor(RegressorMixin, BaseBNN):
         standard deviation, noise included."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False)
-        outputs = draw_outputs(self.posterior_, X)  # (s, n, k or 2k)
+        outputs = self.posterior_.predict_draws(X, per_draw=raw_outputs).astype(np.float64)
         k = len(self.y_mean_)
         if self._learned_noise():
             means, noise_var = outputs[..., :k], np.exp(2 * outputs[..., k:])
@@ -147,19 +146,6 @@ class BNNRegressor(RegressorMixin, BaseBNN):
         return noise
 
 
-@eqx.filter_jit
-def _outputs(draws: PyTree, static: PyTree, x: jax.Array) -> jax.Array:  # (s, n, out)
-    """The network's raw outputs under each draw (leading axis), one draw at a time."""
-    return jax.lax.map(lambda params: jax.vmap(eqx.combine(params, static))(x), draws)
-
-
-def draw_outputs(posterior: Posterior, x: np.ndarray) -> np.ndarray:  # (n_draws, n, out)
-    """Raw network outputs of every posterior draw on x (n, d), as float64."""
-    if posterior.n_draws == 0:
-        raise ValueError("the posterior has no draws (every proposal was rejected?)")
-    x = np.ascontiguousarray(x, np.float32)
-    chunks = []
-    for start in range(0, posterior.n_draws, DRAW_CHUNK):
-        draws = jax.tree.map(lambda d, s=start: d[s : s + DRAW_CHUNK], posterior.draws)
-        chunks.append(np.asarray(_outputs(draws, posterior.static, x), np.float64))
-    return np.concatenate(chunks)
+def raw_outputs(params: PyTree, static: PyTree, x: jax.Array) -> jax.Array:  # (n, out)
+    """The network's outputs under one parameter setting (means, then log stds if learned)."""
+    return jax.vmap(eqx.combine(params, static))(x)

@@ -19,12 +19,12 @@ from bnn_shift.experiments import icl, lm
 from bnn_shift.experiments.compare_priors import (
     ComparePriorsConfig,
     attention_classifier,
-    build_model,
+    initial_model,
     with_gain_prior,
 )
-from bnn_shift.experiments.prior_zoo import make_prior
 from bnn_shift.inference import Posterior
 from bnn_shift.models import MLP, param_paths, partition_params
+from bnn_shift.priors import make_prior
 
 
 def test_icl_command_passes_its_flags_and_prints_the_table(tmp_path, capsys, monkeypatch):
@@ -109,7 +109,8 @@ def test_attention_priors_take_empcov_first_and_put_the_gains_at_one_std():
     config = ComparePriorsConfig(
         model="attention", patch_size=4, attention_width=8, attention_heads=2, structure="mlr"
     )
-    model, first = build_model(config, data)
+    model = initial_model(config, data)
+    first = model.first_layer
     assert (first.path, first.kind, first.kernel_size, first.stride) == (
         "patch_embed.weight",
         "conv",
@@ -117,7 +118,7 @@ def test_attention_priors_take_empcov_first_and_put_the_gains_at_one_std():
         4,
     )
     params = partition_params(model)[0]
-    empcov = make_prior("empcov", first, data.x_train, 0.1, 1e-8)
+    empcov = make_prior("empcov", model, data.x_train, 0.1, 1e-8)
     prior = with_gain_prior(empcov)
     leaves, paths = jax.tree.leaves(params), param_paths(params)
     gains = [paths[i] for i in prior.assign(params)[LayerNorm]]

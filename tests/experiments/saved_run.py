@@ -15,7 +15,7 @@ from bnn_shift.data import Dataset
 from bnn_shift.experiments.compare_priors import (
     ComparePriorsConfig,
     ComparePriorsResult,
-    build_model,
+    initial_model,
     load_data,
     write_results,
 )
@@ -41,7 +41,7 @@ def perturbed_posterior(model, n_draws: int, seed: int) -> Posterior:
 def write_run(path: Path, config: ComparePriorsConfig = CONFIG):
     """Write a run with methods "map" (1 draw) and "hmc-gaussian" (3 draws) to `path`."""
     data: Dataset = load_data(config)
-    model = build_model(config, data)[0]
+    model = initial_model(config, data)
     posteriors = {
         "map": perturbed_posterior(model, 1, 0),
         "hmc-gaussian": perturbed_posterior(model, 3, 1),

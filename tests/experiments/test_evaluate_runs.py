@@ -10,7 +10,7 @@ from bnn_shift.experiments.evaluate_runs import (
     evaluate_runs,
     load_run,
     make_shifts,
-    read_config,
+    read_run_config,
     write_evaluation,
 )
 from bnn_shift.shift import COLUMNS
@@ -25,9 +25,9 @@ def run(tmp_path_factory):
     return path, data, posteriors
 
 
-def test_read_config_and_load_run(run):
+def test_read_run_config_and_load_run(run):
     path, data, posteriors = run
-    config, resolved = read_config(path)
+    config, resolved = read_run_config(path)
     assert config == CONFIG
     assert resolved == {"dataset": "digits", "n_train": 100, "n_test": 60}
     saved = load_run(path, data)
@@ -106,6 +106,6 @@ def test_make_shifts():
 
 def test_not_a_run_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no config\.json"):
-        read_config(tmp_path)
+        read_run_config(tmp_path)
     with pytest.raises(ValueError, match="at least one run"):
         evaluate_runs([])

@@ -87,7 +87,7 @@ def test_iterations_per_call_does_not_change_the_chain(data, n_chains):
 
 
 def test_bad_chain_settings(data):
-    with pytest.raises(ValueError, match="n_chains and thin"):
+    with pytest.raises(ValueError, match="n_chains must be"):
         fit(data, n_chains=0)
     with pytest.raises(ValueError, match="init must be one of"):
         fit(data, init="zeros")

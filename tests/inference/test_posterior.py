@@ -179,3 +179,55 @@ def test_many_draws_are_averaged_in_chunks(x_eval):
     one = lambda i: jax.nn.softmax(jax.vmap(post.draw(i))(jnp.asarray(x_eval)), axis=-1)
     expected = np.mean([np.asarray(one(i)) for i in range(n)], axis=0)
     np.testing.assert_allclose(post.predict_proba(x_eval), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_the_kind_is_explicit_and_old_files_get_one_inferred(posterior, tmp_path):
+    assert posterior.kind == "chain"
+    params, static = partition_params(architecture())
+    point = Posterior(static, stack_draws([params]), attrs={"method": "map"})
+    assert point.kind == "optimizer"
+    assert Posterior(static, stack_draws([params]), attrs={}, kind="ensemble").kind == "ensemble"
+    with pytest.raises(ValueError, match="kind must be one of"):
+        Posterior(static, stack_draws([params]), kind="bootstrap")
+    path = point.save(tmp_path / "point.nc")
+    assert Posterior.load(path, architecture()).kind == "optimizer"
+
+
+def test_predict_draws_gives_every_draws_prediction(posterior, x_eval):
+    per_draw = posterior.predict_draws(x_eval)  # (draws, n, k)
+    assert per_draw.shape == (N_DRAWS, len(x_eval), 3)
+    for i in range(N_DRAWS):
+        model = posterior.draw(i)
+        expected = jax.nn.softmax(jax.vmap(model)(jnp.asarray(x_eval)), axis=-1)
+        np.testing.assert_allclose(per_draw[i], expected, atol=1e-6)
+    np.testing.assert_allclose(per_draw.mean(0), posterior.predict_proba(x_eval), atol=1e-6)
+    # row chunks change only float rounding (XLA vectorises across rows)
+    np.testing.assert_allclose(posterior.predict_draws(x_eval, batch_size=2), per_draw, atol=1e-6)
+
+
+def test_a_regression_posterior_predicts_means(x_eval):
+    from bnn_shift.inference import gaussian_likelihood
+
+    params, static = partition_params(architecture())
+    keys = jax.random.split(jax.random.key(2), N_DRAWS)
+    draws = stack_draws([Gaussian(0.5).sample(k, params) for k in keys])
+    likelihood = gaussian_likelihood([0.1, 0.2, 0.3])
+    post = Posterior(static, draws, attrs={"likelihood": likelihood.describe()}, kind="chain")
+    assert post.likelihood.describe() == likelihood.describe()
+    outputs = np.stack([jax.vmap(post.draw(i))(jnp.asarray(x_eval)) for i in range(N_DRAWS)])
+    np.testing.assert_allclose(post.predict_draws(x_eval), outputs, atol=1e-6)
+    np.testing.assert_allclose(post.predict(x_eval), outputs.mean(0), atol=1e-6)
+    with pytest.raises(ValueError, match="class probabilities need a categorical likelihood"):
+        post.predict_proba(x_eval)
+
+
+def test_sequence_predictions_keep_their_axes_in_files(tmp_path):
+    params, static = partition_params(architecture())
+    post = Posterior(
+        static,
+        stack_draws([params]),
+        predictions={"test": np.full((4, 7, 3), 1 / 3, np.float32)},  # (m, T, k)
+        attrs={"method": "hmc", "n_burnin": 0},
+    )
+    loaded = Posterior.load(post.save(tmp_path / "seq.nc"), architecture())
+    np.testing.assert_array_equal(loaded.predictions["test"], post.predictions["test"])

@@ -5,13 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bnn_shift.inference import build_kernel
 from bnn_shift.inference.likelihood import categorical_loglik, with_precision
 from bnn_shift.models import MLP, partition_params
 from bnn_shift.priors import Gaussian
 
-from .test_hmc import (
+from .kernels import engine_and_target
+from .test_kernel import (
     N_CHAINS,
+    N_DATA,
     D,
     chain_runner,
     check_gaussian_moments,
@@ -25,16 +26,20 @@ def test_a_wrong_trajectory_gradient_still_samples_the_exact_posterior():
     low-precision gradient) only lowers acceptance: the MH test uses the exact likelihood."""
     x, y, mean, cov, _ = regression_problem()
     data = (jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32))
-    kernel = build_kernel(
+    engine, target = engine_and_target(
         regression_loglik,
         Gaussian(1.0),
         {"theta": jnp.zeros(D)},
         step_size=0.4,
         n_steps=2,
+        n=N_DATA,
         trajectory_loglik_fn=lambda p, d: 0.7 * regression_loglik(p, d),
     )
+    somewhere = {"theta": jnp.ones(D)}  # the leapfrogs really follow the wrong likelihood
+    wrong, exact = target.trajectory_logdensity(somewhere, data), target.logdensity(somewhere, data)
+    assert not np.isclose(float(wrong), float(exact))
     start = {"theta": 2.0 * jax.random.normal(jax.random.key(1), (N_CHAINS, D))}
-    final, acc = chain_runner(kernel, data)(start, mh=True)
+    final, acc = chain_runner(engine, target, data)(start, mh=True)
     assert 0.3 < float(acc[-1]) < 1.0
     check_gaussian_moments(np.asarray(final["theta"], np.float64), mean, cov)
 

@@ -1,4 +1,5 @@
-"""A run killed with SIGKILL at any moment and resumed equals an uninterrupted run, bit for bit."""
+"""A run killed with SIGKILL at any moment and resumed equals an uninterrupted run, bit for bit:
+HMC and NUTS through the full-batch driver, MAP through the minibatch driver."""
 
 import os
 import signal
@@ -12,21 +13,21 @@ import numpy as np
 import pytest
 
 from bnn_shift.inference import Posterior
-from bnn_shift.inference.chains import STATE_FILE
-from bnn_shift.inference.checkpoint import load_arrays
+from bnn_shift.inference.checkpoint import STATE_FILE, load_arrays
 from bnn_shift.models import MLP
 
 from . import _resume_worker as resume_worker
 
 WORKER = Path(__file__).with_name("_resume_worker.py")
 N_ITER, N_CHAINS = 14, 2
+# iterations (MAP: epochs, milliseconds each) of a run and where the two kills happen
+LENGTHS = {"hmc": (N_ITER, (3, 8)), "nuts": (N_ITER, (3, 8)), "map": (1500, (200, 700))}
 
 
-def run_worker(run_dir: str) -> subprocess.Popen:
+def run_worker(run_dir: str, engine: str = "hmc") -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
-    return subprocess.Popen(
-        [sys.executable, str(WORKER), run_dir, str(N_ITER), str(N_CHAINS)], env=env
-    )
+    args = [run_dir, str(LENGTHS[engine][0]), str(N_CHAINS), f"{run_dir}/posterior.nc", engine]
+    return subprocess.Popen([sys.executable, str(WORKER), *args], env=env)
 
 
 def completed(run_dir: Path) -> int:
@@ -41,21 +42,23 @@ def load(path: Path) -> Posterior:
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_is_bit_identical(tmp_path):
+@pytest.mark.parametrize("engine", ["hmc", "nuts", "map"])
+def test_sigkill_then_resume_is_bit_identical(tmp_path, engine):
     reference = tmp_path / "reference.nc"
-    resume_worker.main("", N_ITER, N_CHAINS, str(reference))  # uninterrupted, in this process
+    n_iterations, kill_points = LENGTHS[engine]
+    resume_worker.main("", n_iterations, N_CHAINS, str(reference), engine)  # uninterrupted, here
 
     run_dir = tmp_path / "run"
-    for kill_after in (3, 8):  # kill twice, mid-run, at whatever point the process is in
-        proc = run_worker(str(run_dir))
+    for kill_after in kill_points:  # kill twice, mid-run, at whatever point the process is in
+        proc = run_worker(str(run_dir), engine)
         deadline = time.time() + 600
         while completed(run_dir) < kill_after and proc.poll() is None and time.time() < deadline:
             time.sleep(0.05)
         assert proc.poll() is None, "the run finished before it could be killed"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        assert completed(run_dir) < N_ITER
-    assert run_worker(str(run_dir)).wait(timeout=600) == 0
+        assert completed(run_dir) < n_iterations
+    assert run_worker(str(run_dir), engine).wait(timeout=600) == 0
 
     a, b = load(reference), load(run_dir / "posterior.nc")
     assert a.n_draws == b.n_draws > 0
@@ -66,4 +69,5 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
         np.testing.assert_array_equal(a.stats[key], b.stats[key])
     for key in a.trace:
         np.testing.assert_array_equal(a.trace[key], b.trace[key])
-    np.testing.assert_array_equal(a.predictions["test"], b.predictions["test"])
+    for key in a.predictions:
+        np.testing.assert_array_equal(a.predictions[key], b.predictions[key])

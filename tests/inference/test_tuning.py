@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,13 +12,19 @@ import pytest
 
 from bnn_shift.data import load_digits
 from bnn_shift.inference import hmc
-from bnn_shift.inference.kernel import build_kernel
 from bnn_shift.inference.tuning import stable_step_size, tune_step_size
 from bnn_shift.models import MLP
 from bnn_shift.priors import Gaussian
 
+from .kernels import engine_and_target
+
 DIM = 100
 DATA = (jnp.zeros((1, 1)), jnp.zeros((1,), jnp.int32))  # unused by the Gaussian target
+PRECISION = jnp.logspace(0, 3, DIM)
+
+
+def _loglik(p, data):
+    return -0.5 * jnp.sum(PRECISION * p["w"] ** 2)[None]
 
 
 def _gaussian_kernel(step_size: float, n_steps: int):
@@ -25,19 +32,20 @@ def _gaussian_kernel(step_size: float, n_steps: int):
 
     Spread scales, as in a network posterior, keep the acceptance rate monotone in the step
     size; a single scale would make it oscillate with the trajectory's phase.
+    -> (engine, target, state at 0).
     """
     params = {"w": jnp.zeros(DIM)}
-    precision = jnp.logspace(0, 3, DIM)
-    loglik = lambda p, data: -0.5 * jnp.sum(precision * p["w"] ** 2)[None]
-    kernel = build_kernel(loglik, Gaussian(0.5), params, step_size=step_size, n_steps=n_steps)
-    return kernel, kernel.init(params, DATA)
+    engine, target = engine_and_target(
+        _loglik, Gaussian(0.5), params, step_size=step_size, n_steps=n_steps
+    )
+    return engine, target, engine.init(target, params, DATA)
 
 
 def _realised_acceptance(step_size: float, n_iter: int = 400) -> float:
-    kernel, state = _gaussian_kernel(step_size, 10)
+    engine, target, state = _gaussian_kernel(step_size, 10)
 
     def one(state, key):
-        state, info = kernel.step(key, state, DATA, jnp.asarray(True))
+        state, info = engine.step(target, key, state, DATA, jnp.asarray(False))
         return state, info.acceptance_rate
 
     _, rates = jax.lax.scan(one, state, jax.random.split(jax.random.key(7), n_iter))
@@ -46,9 +54,10 @@ def _realised_acceptance(step_size: float, n_iter: int = 400) -> float:
 
 @pytest.mark.parametrize("target", [0.65, 0.9])
 def test_tuned_step_reaches_target_acceptance(target):
-    kernel, state = _gaussian_kernel(0.01, 10)
+    engine, posterior, state = _gaussian_kernel(0.01, 10)
     found = tune_step_size(
-        kernel,
+        engine,
+        posterior,
         state,
         DATA,
         jax.random.key(0),
@@ -63,10 +72,11 @@ def test_tuned_step_reaches_target_acceptance(target):
 
 
 def test_lower_target_gives_larger_step():
-    kernel, state = _gaussian_kernel(0.01, 10)
+    engine, target, state = _gaussian_kernel(0.01, 10)
     tune = lambda t: (
         tune_step_size(
-            kernel,
+            engine,
+            target,
             state,
             DATA,
             jax.random.key(0),
@@ -89,16 +99,19 @@ def _full_length_kernel(step_size: float):
 
 
 def test_burn_in_refuses_a_diverging_proposal():
-    kernel, state = _gaussian_kernel(0.3, 4)  # 2.4x the stability limit: a finite blow-up
-    new, info = kernel.step(jax.random.key(0), state, DATA, jnp.asarray(False))
+    # 2.4x the stability limit: a finite blow-up
+    engine, target, state = _gaussian_kernel(0.3, 4)
+    step = eqx.filter_jit(engine.step)
+    new, info = step(target, jax.random.key(0), state, DATA, jnp.asarray(True))
     assert bool(info.diverging) and not bool(info.accepted) and not bool(info.mh)
     np.testing.assert_array_equal(new.position["w"], state.position["w"])
 
 
 def _checked(step_size: float):
-    _, state = _gaussian_kernel(0.01, 1)
+    _, target, state = _gaussian_kernel(0.01, 1)
     return stable_step_size(
         _full_length_kernel,
+        target,
         state,
         DATA,
         jax.random.key(1),

@@ -20,8 +20,8 @@ from bnn_shift.inference.likelihood import (
 from bnn_shift.models import (
     AttentionClassifier,
     CharLM,
+    FirstLayer,
     ICLRegressor,
-    PatchSpec,
     SeriesForecaster,
     forward_flops_per_token,
     icl_points,
@@ -51,7 +51,7 @@ def classifier():  # 8x8x1 images (digits-sized): patch 4 -> 4 tokens
     )
 
 
-def test_classifier_shapes_paths_and_patch_spec(classifier):
+def test_classifier_shapes_paths_and_first_layer(classifier):
     images = jnp.zeros((3, 8, 8, 1))
     assert out_shape(classifier, images[0]) == (10,)
     assert out_shape(jax.vmap(classifier), images) == (3, 10)
@@ -60,7 +60,7 @@ def test_classifier_shapes_paths_and_patch_spec(classifier):
     assert "transformer.blocks.0.attention.scorer.query.weight" in paths
     assert paths[-2:] == ["head.weight", "head.bias"]
     assert classifier.patch_embed.weight.shape == (8, 1, 4, 4)
-    assert classifier.first_layer_patch_spec() == PatchSpec(4, 4, 0, 1)
+    assert classifier.first_layer == FirstLayer("patch_embed.weight", "conv", 4, 4, 0)
     assert classifier.n_tokens == 4
 
 
@@ -203,6 +203,23 @@ def test_forward_flops_per_token_by_hand():
         d, depth, h, key=KEY, structure="sliding_window", structure_options={"window": 3}
     )
     assert forward_flops_per_token(window, t) < forward_flops_per_token(mlr, t)
+
+
+@pytest.mark.parametrize(
+    ("model_name", "kind", "shape"),
+    [
+        ("classifier", "conv", (8, 1, 4, 4)),
+        ("icl", "tokens", (8, 3)),
+        ("char_lm", "embedding", (7, 8)),
+        ("forecaster", "tokens", (8, 4)),
+    ],
+)
+def test_first_layer_names_the_weight_that_reads_the_input(model_name, kind, shape, request):
+    model = request.getfixturevalue(model_name)
+    params = partition_params(model)[0]
+    first = model.first_layer
+    weight = jax.tree.leaves(params)[param_paths(params).index(first.path)]
+    assert (first.kind, weight.shape) == (kind, shape)
 
 
 @pytest.mark.parametrize("model_name", ["classifier", "icl", "forecaster"])

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bnn_shift.models.conv_stem import ConvStem, PatchSpec
+from bnn_shift.models.conv_stem import ConvStem
+from bnn_shift.models.first_layer import FirstLayer
 
 
 class _Stem(ConvStem):
@@ -21,8 +22,9 @@ class _Stem(ConvStem):
         self.in_channels = 2
         self.image_size = 6
 
-    def first_layer_patch_spec(self) -> PatchSpec:
-        return PatchSpec(3, 2, 1, self.in_channels)
+    @property
+    def first_layer(self) -> FirstLayer:
+        return FirstLayer("conv1.weight", "conv", 3, 2, 1)
 
 
 def test_first_conv_is_the_conv_in_channels_last_layout():

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from scipy.signal import correlate2d
 
-from bnn_shift.models.lenet import MIN_IMAGE_SIZE, LeNet5, PatchSpec, lenet5_cifar, lenet5_mnist
+from bnn_shift.models import FirstLayer
+from bnn_shift.models.lenet import MIN_IMAGE_SIZE, LeNet5, lenet5_cifar, lenet5_mnist
 from bnn_shift.models.params import param_paths
 
 
@@ -54,9 +55,8 @@ def test_param_paths_and_shapes(preset, channels, side, request):
     }
 
 
-def test_patch_spec(mnist, cifar):
-    assert mnist.first_layer_patch_spec() == PatchSpec(5, 1, 2, 1)
-    assert cifar.first_layer_patch_spec() == PatchSpec(5, 1, 2, 3)
+def test_first_layer(mnist, cifar):
+    assert mnist.first_layer == cifar.first_layer == FirstLayer("conv1.weight", "conv", 5, 1, 2)
     assert (cifar.conv1_kernel_size, cifar.conv1_padding) == (5, 2)
 
 

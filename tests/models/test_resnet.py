@@ -10,7 +10,7 @@ import pytest
 
 from bnn_shift.models import (
     FRN,
-    PatchSpec,
+    FirstLayer,
     ResNet20FRN,
     resnet20_frn_cifar,
     resnet20_frn_mnist,
@@ -169,10 +169,10 @@ def test_forward_matches_numpy_reference(tiny):
     np.testing.assert_allclose(got, logits, rtol=2e-4, atol=2e-5)
 
 
-def test_patch_spec_matches_first_conv(tiny):
-    spec = tiny.first_layer_patch_spec()
-    assert spec == PatchSpec(3, 1, 1, 2)
-    assert resnet20_frn_cifar(jax.random.key(0)).first_layer_patch_spec() == PatchSpec(3, 1, 1, 3)
+def test_first_layer_matches_first_conv(tiny):
+    spec = tiny.first_layer
+    assert spec == FirstLayer("conv1.weight", "conv", 3, 1, 1)
+    assert resnet20_frn_cifar(jax.random.key(0)).first_layer == spec
     x = np.asarray(jax.random.normal(jax.random.key(4), (1, 6, 6, 2)))
     patches = extract_patches(x, spec.kernel_size, spec.padding, spec.stride)  # (36, 18)
     w = np.asarray(tiny.conv1.weight).reshape(2, -1)  # (out, C·k·k)
@@ -214,9 +214,9 @@ def test_by_path_selects_the_convs():
 
 def test_empcov_on_the_stem(tiny):
     images = np.asarray(jax.random.normal(jax.random.key(6), (10, 6, 6, 2)))
-    spec = tiny.first_layer_patch_spec()
-    empcov = EmpCov.from_patches(images, spec.kernel_size, spec.padding, spec.stride)
-    prior = by_path({"conv1.weight": empcov, "*": Gaussian(1.0)})
+    first = tiny.first_layer
+    empcov = EmpCov.from_patches(images, first.kernel_size, first.padding, first.stride)
+    prior = by_path({first.path: empcov, "*": Gaussian(1.0)})
     assert prior.assign(params_of(tiny))["conv1.weight"] == [0]  # only the stem, not blocks
     log_prob = eqx.filter_jit(lambda pr, p: pr.log_prob(p))(prior, params_of(tiny))
     assert np.isfinite(float(log_prob))

@@ -54,6 +54,21 @@ def test_log_prob_routes_each_leaf_to_its_rule():
     assert abs(other - expected) > 10
 
 
+def test_children_and_split_name_each_rule_and_its_leaves():
+    emp, loose, tight, unused = empcov(), Gaussian(1.0), Gaussian(0.1), Gaussian(2.0)
+    prior = by_path({"layers.0.weight": emp, "*.bias": loose, "*": tight})
+    assert prior.children() == (emp, loose, tight)
+    assert list(prior.walk()) == [prior, emp, loose, tight]
+    split = prior.split(tiny_params())
+    assert [(part.prior, part.leaves, part.weight) for part in split] == [
+        (emp, (0,), 1.0),
+        (loose, (1, 3), 1.0),
+        (tight, (2,), 1.0),
+    ]
+    covered = by_path({"*.weight": loose, "*.bias": tight, "*": unused}).split(tiny_params())
+    assert [part.prior for part in covered] == [loose, tight]  # an idle default has no part
+
+
 def test_log_prob_diff_routes_each_leaf():
     params = tiny_params()
     other = jax.tree.map(lambda x: x * 0.5 + 0.01, params)
@@ -147,9 +162,11 @@ def test_preconditioner_is_aligned_to_leaves():
             assert factor is None
 
 
-def test_scale_is_the_largest_and_describe_lists_rules():
+def test_trajectory_scale_is_the_largest_and_describe_lists_rules():
     prior = by_path({"layers.0.*": Gaussian(0.7), "*": Gaussian(0.1)})
     assert isinstance(prior, ByPath) and isinstance(prior, Prior)
-    assert prior.scale == 0.7
+    assert prior.trajectory_scale == 0.7
+    with pytest.raises(NotImplementedError, match="ByPath has no scale setting"):
+        _ = prior.scale
     text = prior.describe()
     assert "layers.0.*" in text and "Gaussian(scale=0.7)" in text and "Gaussian(scale=0.1)" in text

@@ -128,16 +128,18 @@ def test_sample_radius_law_direction_and_scale(p):
     assert np.all(np.abs(u.mean(axis=0)) < 5 / math.sqrt(d * n))
     # per-coordinate rms: mean of ||x||^2/d over n iid draws, SE from their sample std; 5 SE
     sq = r**2 / d
-    assert abs(math.sqrt(sq.mean()) - prior.scale) < 5 * sq.std() / math.sqrt(n) / (2 * prior.scale)
+    std = prior.trajectory_scale
+    assert abs(math.sqrt(sq.mean()) - std) < 5 * sq.std() / math.sqrt(n) / (2 * std)
 
 
-def test_scale_needs_dim_when_p_is_not_2():
-    assert ExpNorm(2.0, 0.3).scale == 0.3
+def test_trajectory_scale_needs_dim_when_p_is_not_2():
+    assert ExpNorm(2.0, 0.3).trajectory_scale == 0.3
     assert ExpNorm(2.0, 0.3).coordinate_std(1000) == pytest.approx(0.3, rel=1e-9)
     with pytest.raises(ValueError, match="dim"):
-        _ = ExpNorm(1.0, 0.1).scale
+        _ = ExpNorm(1.0, 0.1).trajectory_scale
     # p = 1 on the MLP's 269,322 parameters with wd = 100: coordinate std ~ sqrt(d)/c ~ 10
-    assert ExpNorm(1.0, 0.1, dim=269_322).scale > 10
+    assert ExpNorm(1.0, 0.1, dim=269_322).trajectory_scale > 10
+    assert ExpNorm(1.0, 0.1).scale == 0.1  # the setting, whatever p
 
 
 def test_gradient_is_finite_at_zero():

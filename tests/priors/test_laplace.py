@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from bnn_shift.inference import build_kernel
+from bnn_shift.inference import HMC, Likelihood, Target
 from bnn_shift.priors import Gaussian, Temperature, by_path
 from bnn_shift.priors.laplace import Laplace
 
@@ -111,7 +111,7 @@ def test_by_path_and_temperature():
     assert float(cold.log_prob_diff(new, params)) == pytest.approx(
         4 * float(lap.log_prob_diff(new, params)), rel=1e-6
     )
-    assert cold.scale == pytest.approx(0.25)
+    assert cold.trajectory_scale == pytest.approx(0.25)
 
 
 def test_hmc_with_zero_likelihood_samples_the_laplace_variance():
@@ -122,14 +122,18 @@ def test_hmc_with_zero_likelihood_samples_the_laplace_variance():
     prior, n_coords = Laplace(1.0), 500
     params = {"w": 0.5 * jax.random.normal(jax.random.key(1), (n_coords,))}
     data = (jnp.zeros((1, 1)), jnp.zeros(1))
-    kernel = build_kernel(lambda p, d: jnp.zeros(1), prior, params, step_size=0.03, n_steps=53)
+    nothing = Likelihood(
+        "zero", loglik=lambda p, static, x, y: jnp.zeros(len(x)), predict=None, check=None
+    )
+    target = Target(nothing, prior, None, 1.0, 1)
+    engine = HMC.for_target(target, params, step_size=0.03, n_steps=53)
 
     def one(state, key):
-        state, info = kernel.step(key, state, data, jnp.asarray(True))
+        state, info = engine.step(target, key, state, data, jnp.asarray(False))
         return state, (jnp.mean(state.position["w"] ** 2), info.acceptance_rate)
 
     _, (second, accept) = jax.jit(lambda s, k: jax.lax.scan(one, s, k))(
-        kernel.init(params, data), jax.random.split(jax.random.key(0), 330)
+        engine.init(target, params, data), jax.random.split(jax.random.key(0), 330)
     )
     second = np.asarray(second[30:], np.float64)  # 30 burn-in iterations, then 300 kept
     assert np.mean(np.asarray(accept)) > 0.6

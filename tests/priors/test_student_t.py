@@ -92,7 +92,7 @@ def test_matched_variance_equals_gaussian(make):
     # Gaussian(s), Laplace(s) and StudentT.matched(10, s) all have variance s^2.
     scale = 0.3
     prior = make(scale)
-    assert prior.scale == pytest.approx(scale, rel=1e-12)
+    assert prior.trajectory_scale == pytest.approx(scale, rel=1e-12)
     x = np.asarray(jax.jit(prior.sample)(jax.random.key(1), jnp.zeros(50_000)), np.float64)
     # SE of the sample variance is sqrt((E x^4 - s^4)/n); E x^4 / s^4 is 3 (Gaussian),
     # 6 (Laplace) and 3 (df-2)/(df-4) = 4 (t, df = 10), so use the largest, 6. 5 SE.
@@ -100,8 +100,14 @@ def test_matched_variance_equals_gaussian(make):
 
 
 def test_scale_parameter_and_std():
-    assert StudentT(5.0, 1.0).scale == pytest.approx(math.sqrt(5 / 3))
-    assert StudentT(2.0, 0.7).scale == 0.7  # infinite variance: the scale parameter
+    assert StudentT(5.0, 1.0).scale == 1.0
+    assert (
+        StudentT(5.0, 1.0).std
+        == StudentT(5.0, 1.0).trajectory_scale
+        == pytest.approx(math.sqrt(5 / 3))
+    )
+    assert StudentT(2.0, 0.7).std == math.inf
+    assert StudentT(2.0, 0.7).trajectory_scale == 0.7  # infinite variance: the scale parameter
     matched = StudentT.matched(5.0, 0.1)
     assert matched.s == pytest.approx(0.1 * math.sqrt(3 / 5))
     assert "infinite variance" in StudentT(1.0, 1.0).describe()

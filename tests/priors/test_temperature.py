@@ -61,7 +61,7 @@ def test_tempered_empcov_and_nested_compositions_sample():
     prior = Temperature(by_path({"w": emp, "*": Temperature(Gaussian(0.1), 2.0)}), 0.5)
     draw = prior.sample(jax.random.key(0), {"w": jnp.zeros((2, 3)), "b": jnp.zeros(4)})
     assert draw["w"].shape == (2, 3) and draw["b"].shape == (4,)
-    assert prior.scale == pytest.approx(0.2 * math.sqrt(0.5), rel=1e-6)
+    assert prior.trajectory_scale == pytest.approx(0.2 * math.sqrt(0.5), rel=1e-6)
 
 
 def test_sampling_a_tempered_non_gaussian_is_not_implemented():
@@ -79,10 +79,18 @@ def test_tempered_non_gaussian_log_prob_is_scaled():
 
 
 @pytest.mark.parametrize("temperature", [0.01, 1.0, 9.0])
-def test_scale_is_inner_scale_times_sqrt_t(temperature):
-    assert Temperature(Gaussian(0.1), temperature).scale == pytest.approx(
+def test_trajectory_scale_is_inner_scale_times_sqrt_t(temperature):
+    assert Temperature(Gaussian(0.1), temperature).trajectory_scale == pytest.approx(
         0.1 * math.sqrt(temperature)
     )
+
+
+def test_split_is_the_inner_prior_over_the_whole_tree_at_weight_one_over_t():
+    inner = by_path({"w": Gaussian(1.0), "*": Gaussian(0.1)})
+    (part,) = Temperature(inner, 0.25).split(PARAMS)
+    assert (part.prior, part.leaves, part.weight) == (inner, (0, 1), 4.0)
+    assert part.of(PARAMS) is PARAMS  # by_path inside still selects by path
+    assert Temperature(inner, 0.25).children() == (inner,)
 
 
 def test_preconditioner_is_the_inner_ones():

@@ -56,7 +56,7 @@ class Draws:
 def test_tidy_table_shape_and_columns():
     methods = {"const": Constant([0.7, 0.2, 0.1]), "jax": MeanPixel()}
     shifts = noise_sweep((0.0, 1.0, 2.0))
-    table = evaluate(methods, X, Y, shifts, progress=False)
+    table = evaluate(methods, (X, Y), shifts, progress=False)
     assert list(table.columns) == list(COLUMNS)
     assert len(table) == 2 * 3 * 4
     assert not table.duplicated(["method", "shift", "severity", "metric"]).any()
@@ -67,7 +67,7 @@ def test_tidy_table_shape_and_columns():
 
 def test_constant_predictor_known_values():
     table = evaluate(
-        {"const": Constant([0.7, 0.2, 0.1])}, X, Y, noise_sweep((0.0, 3.0)), progress=False
+        {"const": Constant([0.7, 0.2, 0.1])}, (X, Y), noise_sweep((0.0, 3.0)), progress=False
     )
     for _, by_severity in table.groupby("severity"):
         v = dict(zip(by_severity["metric"], by_severity["value"], strict=True))
@@ -90,30 +90,30 @@ def test_each_shift_applied_once_and_batching():
 
     a, b = Constant([0.2, 0.5, 0.3]), Constant([0.2, 0.5, 0.3])
     shifts = [Shift("plus_one", 1.0, apply), Shift("identity", 0.0, lambda x: x)]
-    batched = evaluate({"a": a, "b": b}, X, Y, shifts, batch_size=16, progress=False)
+    batched = evaluate({"a": a, "b": b}, (X, Y), shifts, batch_size=16, progress=False)
     assert calls == [X.shape]
     assert a.chunks == [16, 16, 8, 16, 16, 8]
-    whole = evaluate({"a": a, "b": b}, X, Y, shifts, progress=False)
+    whole = evaluate({"a": a, "b": b}, (X, Y), shifts, progress=False)
     pd.testing.assert_frame_equal(batched, whole)
 
 
 def test_batching_matches_unbatched_for_input_dependent_model():
     shifts = noise_sweep((0.0, 1.0))
-    t1 = evaluate({"m": MeanPixel()}, X, Y, shifts, batch_size=7, progress=False)
-    t2 = evaluate({"m": MeanPixel()}, X, Y, shifts, progress=False)
+    t1 = evaluate({"m": MeanPixel()}, (X, Y), shifts, batch_size=7, progress=False)
+    t2 = evaluate({"m": MeanPixel()}, (X, Y), shifts, progress=False)
     np.testing.assert_allclose(t1["value"], t2["value"], rtol=1e-6)
 
 
 def test_per_draw_output_is_averaged():
-    table = evaluate({"d": Draws()}, X, Y, noise_sweep((0.0,)), ["nll"], progress=False)
-    assert list(table["metric"]) == ["nll"]  # the legacy positional metrics still work
+    table = evaluate({"d": Draws()}, (X, Y), noise_sweep((0.0,)), metrics=["nll"], progress=False)
+    assert list(table["metric"]) == ["nll"]
     # BMA is (0.5, 0.5, 0); class-2 examples hit the 1e-12 floor.
     expected = (30 * -np.log(0.5) + 10 * -np.log(1e-12)) / N
     assert table["value"].iloc[0] == pytest.approx(expected)
 
 
 def test_progress_bar_runs(capsys):
-    evaluate({"c": Constant([0.5, 0.3, 0.2])}, X, Y, noise_sweep((0.0,)), progress=True)
+    evaluate({"c": Constant([0.5, 0.3, 0.2])}, (X, Y), noise_sweep((0.0,)), progress=True)
     assert "evaluate" in capsys.readouterr().err
 
 
@@ -129,20 +129,20 @@ ALL = noise_sweep()
 @pytest.mark.parametrize(
     ("args", "kwargs", "error", "match"),
     [
-        (({}, X, Y, ALL), {}, ValueError, "methods is empty"),
-        ((C, X, Y[:-1], ALL), {}, ValueError, "40 examples but y has 39"),
-        ((C, X, Y, []), {}, ValueError, "shifts is empty"),
-        ((C, X, Y, ALL), {"metrics": ["auc"]}, ValueError, "unknown metrics"),
-        ((C, X, Y, ALL), {"batch_size": 0}, ValueError, "batch_size"),
-        (({"c": object()}, X, Y, ALL), {}, TypeError, "'c' has no predict_proba"),
-        ((C, X, Y, noise_sweep((1.0, 1.0))), {}, ValueError, "repeated"),
+        (({}, (X, Y), ALL), {}, ValueError, "methods is empty"),
+        ((C, (X, Y[:-1]), ALL), {}, ValueError, "40 examples but y has 39"),
+        ((C, (X, Y), []), {}, ValueError, "shifts is empty"),
+        ((C, (X, Y), ALL), {"metrics": ["auc"]}, ValueError, "unknown metrics"),
+        ((C, (X, Y), ALL), {"batch_size": 0}, ValueError, "batch_size"),
+        (({"c": object()}, (X, Y), ALL), {}, TypeError, "'c' has no predict_proba"),
+        ((C, (X, Y), noise_sweep((1.0, 1.0))), {}, ValueError, "repeated"),
         (
-            ({"bad": Constant([0.9, 0.9, 0.9])}, X, Y, ALL[:1]),
+            ({"bad": Constant([0.9, 0.9, 0.9])}, (X, Y), ALL[:1]),
             {},
             ValueError,
             "method 'bad'.*sum to 1",
         ),
-        ((C, X, Y, [Shift("drop", 1.0, lambda x: x[1:])]), {}, ValueError, "changed the number"),
+        ((C, (X, Y), [Shift("drop", 1.0, lambda x: x[1:])]), {}, ValueError, "changed the number"),
     ],
 )
 def test_validation_errors(args, kwargs, error, match):
@@ -152,7 +152,7 @@ def test_validation_errors(args, kwargs, error, match):
 
 def test_pivot_metric():
     methods = {"b_const": Constant([0.7, 0.2, 0.1]), "a_jax": MeanPixel()}
-    table = evaluate(methods, X, Y, noise_sweep((0.0, 1.0, 2.0)), progress=False)
+    table = evaluate(methods, (X, Y), noise_sweep((0.0, 1.0, 2.0)), progress=False)
     acc = pivot_metric(table, "accuracy")
     assert list(acc.index) == [0.0, 1.0, 2.0]
     assert list(acc.columns) == ["b_const", "a_jax"]
@@ -172,17 +172,18 @@ def _dataset() -> Dataset:
     return Dataset("toy", X[:12], Y[:12], X, Y, n_classes=K)
 
 
-def test_dataset_and_pair_forms_match_the_legacy_form():
+def test_dataset_and_pair_forms_match_and_the_retired_form_is_refused():
     shifts = noise_sweep((0.0, 1.0))
     methods = {"m": MeanPixel()}
-    legacy = evaluate(methods, X, Y, shifts, progress=False)
-    pd.testing.assert_frame_equal(evaluate(methods, _dataset(), shifts, progress=False), legacy)
-    pd.testing.assert_frame_equal(evaluate(methods, (X, Y), shifts, progress=False), legacy)
-    with pytest.raises(TypeError, match="Dataset"):
+    pair = evaluate(methods, (X, Y), shifts, progress=False)
+    pd.testing.assert_frame_equal(evaluate(methods, _dataset(), shifts, progress=False), pair)
+    with pytest.raises(
+        TypeError, match=r"a pair \(x, y\), as in evaluate\(methods, \(x, y\), shifts\)"
+    ):
         evaluate(methods, X, shifts, progress=False)
-    with pytest.raises(TypeError, match="by keyword"):
-        evaluate(methods, X, Y, shifts, ["nll"], 16, progress=False)
-    with pytest.raises(TypeError, match="metrics= by keyword"):
+    with pytest.raises(TypeError, match="positional"):
+        evaluate(methods, X, Y, shifts, progress=False)  # the retired (methods, x, y, shifts)
+    with pytest.raises(TypeError, match="positional"):
         evaluate(methods, _dataset(), shifts, ["nll"], progress=False)
 
 

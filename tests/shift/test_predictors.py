@@ -10,7 +10,7 @@ from bnn_shift.inference.posterior import Posterior, stack_draws
 from bnn_shift.models import MLP
 from bnn_shift.models.params import partition_params
 from bnn_shift.shift import evaluate, noise_sweep, predict
-from bnn_shift.shift import predictors as predict_module
+from bnn_shift.inference import posterior as posterior_module
 from bnn_shift.shift.predictors import has_draws
 
 N_DRAWS, N, K = 4, 9, 3
@@ -44,7 +44,7 @@ def test_posterior_per_draw_probabilities():
 def test_posterior_draws_are_chunked(monkeypatch):
     post = _posterior()
     whole = predict(post, X, per_draw=True)
-    monkeypatch.setattr(predict_module, "DRAW_CHUNK_FLOATS", N_DRAWS * K * 2)  # 2 rows a chunk
+    monkeypatch.setattr(posterior_module, "DRAW_CHUNK_FLOATS", N_DRAWS * K * 2)  # 2 rows a chunk
     np.testing.assert_allclose(predict(post, X, per_draw=True), whole, atol=1e-7)
     np.testing.assert_allclose(predict(post, X, batch_size=4, per_draw=True), whole, atol=1e-7)
 

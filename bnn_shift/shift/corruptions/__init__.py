@@ -1,9 +1,9 @@
 """Image corruptions (MNIST-C, CIFAR-10-C) and their registry.
 
-``corrupt(images01, name, severity, seed, benchmark)`` corrupts a batch in pixel space [0, 1];
-``corruption_shifts(dataset, ...)`` wraps corruptions as ``Shift``s on normalised inputs for
-``evaluate``. ``MNIST_C`` and ``CIFAR10_C`` map each benchmark's corruption names, in the
-published order, to their ``Corruption`` records.
+`corrupt(images01, name, severity, seed, benchmark)` corrupts a batch in pixel space [0, 1];
+`corruption_shifts(dataset, ...)` wraps corruptions as `Shift`s on normalised inputs for
+`evaluate`. `MNIST_C` and `CIFAR10_C` map each benchmark's corruption names, in the
+published order, to their `Corruption` records.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ _RANGE_SLACK = 1e-3  # denormalised inputs may stray this far outside [0, 1] by 
 
 
 def get_corruption(name: str, benchmark: str = "mnist-c") -> Corruption:
-    """The registry entry for ``name`` in ``benchmark`` (``"mnist-c"`` or ``"cifar10-c"``)."""
+    """The registry entry for `name` in `benchmark` (`"mnist-c"` or `"cifar10-c"`)."""
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; choose from {sorted(BENCHMARKS)}")
     table = BENCHMARKS[benchmark]
@@ -80,7 +80,7 @@ def _rng(seed: int, entry: Corruption, severity: int) -> np.random.Generator:
 
 
 def _as_batch(images01: np.ndarray) -> np.ndarray:
-    """Validate pixel-space images and return them as float32 ``(n, H, W, C)``."""
+    """Validate pixel-space images and return them as float32 `(n, H, W, C)`."""
     x = np.asarray(images01)
     if not np.issubdtype(x.dtype, np.floating):
         raise ValueError(
@@ -111,10 +111,10 @@ def corrupt(
 ) -> np.ndarray:
     """Corrupt a batch of images in pixel space.
 
-    ``images01`` is ``(n, H, W)`` or ``(n, H, W, C)`` floats in [0, 1]; the result is float32 of
-    the same shape in [0, 1]. ``severity`` defaults to the benchmark release's level.
-    Deterministic given (``seed``, benchmark, ``name``, severity) and the whole batch: the
-    random draws for one image depend on its position and on ``n``, so corrupt a test set in
+    `images01` is `(n, H, W)` or `(n, H, W, C)` floats in [0, 1]; the result is float32 of
+    the same shape in [0, 1]. `severity` defaults to the benchmark release's level.
+    Deterministic given (`seed`, benchmark, `name`, severity) and the whole batch: the
+    random draws for one image depend on its position and on `n`, so corrupt a test set in
     one call (or fixed chunks) to reproduce it.
     """
     entry = get_corruption(name, benchmark)
@@ -147,12 +147,12 @@ def corruption_shifts(
     severities: Sequence[int] | Literal["default", "all"] | None = None,
     seed: int = 0,
 ) -> list[Shift]:
-    """One ``Shift`` per (corruption, severity), mapping ``dataset``-normalised inputs.
+    """One `Shift` per (corruption, severity), mapping `dataset`-normalised inputs.
 
-    ``apply(x)`` takes ``(n, H, W, C)`` (or flat ``(n, H*W*C)``) normalised inputs, corrupts
-    them in pixel space and normalises back. ``names`` defaults to every corruption of
-    ``benchmark`` in the published order; ``severities`` to the release's (the default level
-    for MNIST-C, all five for CIFAR-10-C), or ``"default"``, ``"all"`` or a list of levels.
+    `apply(x)` takes `(n, H, W, C)` (or flat `(n, H*W*C)`) normalised inputs, corrupts
+    them in pixel space and normalises back. `names` defaults to every corruption of
+    `benchmark` in the published order; `severities` to the release's (the default level
+    for MNIST-C, all five for CIFAR-10-C), or `"default"`, `"all"` or a list of levels.
     """
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; choose from {sorted(BENCHMARKS)}")
@@ -177,7 +177,7 @@ def corruption_shifts(
 
 
 def _pixel_space(dataset, image_shape, entry: Corruption, level: int, seed: int):
-    """``apply`` for one corruption: normalised -> [0, 1] -> corrupted -> normalised."""
+    """`apply` for one corruption: normalised -> [0, 1] -> corrupted -> normalised."""
 
     def apply(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, np.float32)

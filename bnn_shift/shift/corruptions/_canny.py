@@ -1,6 +1,6 @@
-"""Batched Canny edge detector with scikit-image's algorithm (``skimage.feature.canny``).
+"""Batched Canny edge detector with scikit-image's algorithm (`skimage.feature.canny`).
 
-MNIST-C's ``canny_edges`` calls ``skimage.feature.canny(x)`` with its defaults; this is the same
+MNIST-C's `canny_edges` calls `skimage.feature.canny(x)` with its defaults; this is the same
 algorithm written for a stack of images at once: Gaussian smoothing (zero border, renormalised
 by the smoothed all-ones mask), Sobel gradients, non-maximum suppression with interpolation
 between the two neighbours on each side of the gradient direction, and hysteresis (8-connected
@@ -31,14 +31,14 @@ _SECTORS = (
 
 
 def _sobel(a: np.ndarray, axis: int) -> np.ndarray:
-    """``scipy.ndimage.sobel`` along spatial ``axis`` of ``(n, H, W)``, never mixing images."""
+    """`scipy.ndimage.sobel` along spatial `axis` of `(n, H, W)`, never mixing images."""
     other = 2 if axis == 1 else 1
     d = ndimage.correlate1d(a, [-1.0, 0.0, 1.0], axis=axis, mode="reflect")
     return ndimage.correlate1d(d, [1.0, 2.0, 1.0], axis=other, mode="reflect")
 
 
 def _shifted(a: np.ndarray, dr: int, dc: int) -> np.ndarray:
-    """``out[:, i, j] = a[:, i + dr, j + dc]`` (0 beyond the border)."""
+    """`out[:, i, j] = a[:, i + dr, j + dc]` (0 beyond the border)."""
     out = np.zeros_like(a)
     h, w = a.shape[1:]
     out[:, max(-dr, 0) : h - max(dr, 0), max(-dc, 0) : w - max(dc, 0)] = a[
@@ -50,9 +50,9 @@ def _shifted(a: np.ndarray, dr: int, dc: int) -> np.ndarray:
 def canny(
     images: np.ndarray, sigma: float = 1.0, low: float = 0.1, high: float = 0.2
 ) -> np.ndarray:
-    """Edge maps ``(n, H, W)`` bool of grayscale ``images`` ``(n, H, W)`` in [0, 1].
+    """Edge maps `(n, H, W)` bool of grayscale `images` `(n, H, W)` in [0, 1].
 
-    ``low`` and ``high`` are the hysteresis thresholds on the gradient magnitude (scikit-image's
+    `low` and `high` are the hysteresis thresholds on the gradient magnitude (scikit-image's
     defaults for float images).
     """
     x = np.asarray(images, dtype=np.float64)

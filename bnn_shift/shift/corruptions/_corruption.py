@@ -1,4 +1,4 @@
-"""The ``Corruption`` record: one named corruption of a benchmark and its severity levels."""
+"""The `Corruption` record: one named corruption of a benchmark and its severity levels."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ CorruptionFn = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 
 @dataclass(frozen=True)
 class Corruption:
-    """A corruption of ``benchmark`` with its valid ``severities`` and the release's default.
+    """A corruption of `benchmark` with its valid `severities` and the release's default.
 
-    ``fn(images, severity, rng)`` maps a float32 batch ``(n, H, W, C)`` in [0, 1] to a batch of
-    the same shape in [0, 1]; call it through ``corrupt`` for validation and seeding.
+    `fn(images, severity, rng)` maps a float32 batch `(n, H, W, C)` in [0, 1] to a batch of
+    the same shape in [0, 1]; call it through `corrupt` for validation and seeding.
     """
 
     name: str

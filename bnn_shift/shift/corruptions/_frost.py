@@ -1,10 +1,10 @@
 """Frost textures for CIFAR-10-C's frost corruption: user-supplied photos or a procedural stand-in.
 
 The original blends each image with a random crop of one of six frost photographs shipped
-with the generator (``frost1.png`` ... ``frost6.jpg``). Those photos are not distributed with
-bnn-shift. If ``$BNN_SHIFT_FROST_DIR`` names a directory holding them, they are used exactly as
+with the generator (`frost1.png` ... `frost6.jpg`). Those photos are not distributed with
+bnn-shift. If `$BNN_SHIFT_FROST_DIR` names a directory holding them, they are used exactly as
 the original does; otherwise a procedural texture takes their place, which is NOT the
-published corruption (see ``procedural_frost``).
+published corruption (see `procedural_frost`).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def _cv2_linear_shrink(photo: np.ndarray, factor: float) -> np.ndarray:
-    """OpenCV ``resize(photo, fx=factor, fy=factor)`` (bilinear, half-pixel centres, no
-    antialiasing) of one ``(H, W, 3)`` photo."""
+    """OpenCV `resize(photo, fx=factor, fy=factor)` (bilinear, half-pixel centres, no
+    antialiasing) of one `(H, W, 3)` photo."""
     h, w = photo.shape[:2]
     oh, ow = round(h * factor), round(w * factor)
     rows = (np.arange(oh) + 0.5) / factor - 0.5
@@ -43,8 +43,8 @@ def _cv2_linear_shrink(photo: np.ndarray, factor: float) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def load_frost_photos(directory: str) -> tuple[np.ndarray, ...]:
-    """The frost photos in ``directory`` (sorted by name), shrunk to a fifth, as float32 RGB
-    ``(h, w, 3)`` in [0, 1]. Only the first five are returned: the original never draws the
+    """The frost photos in `directory` (sorted by name), shrunk to a fifth, as float32 RGB
+    `(h, w, 3)` in [0, 1]. Only the first five are returned: the original never draws the
     sixth."""
     folder = Path(directory).expanduser()
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _SUFFIXES)
@@ -65,7 +65,7 @@ def load_frost_photos(directory: str) -> tuple[np.ndarray, ...]:
 def _photo_crops(
     photos: tuple[np.ndarray, ...], n: int, h: int, w: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """One random ``(h, w)`` crop of a random photo per image -> ``(n, h, w, 3)``."""
+    """One random `(h, w)` crop of a random photo per image -> `(n, h, w, 3)`."""
     for p in photos:
         if p.shape[0] <= h or p.shape[1] <= w:
             raise ValueError(
@@ -85,7 +85,7 @@ def _photo_crops(
 
 
 def procedural_frost(n: int, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    """A procedural frost texture ``(n, h, w, 3)`` in [0, 1]: a stand-in, not the photos.
+    """A procedural frost texture `(n, h, w, 3)` in [0, 1]: a stand-in, not the photos.
 
     Ice needles (sparse seeds smeared along three random directions with the motion-blur
     kernel) over a cloudy haze (a plasma fractal), tinted bluish white; mean brightness
@@ -105,8 +105,8 @@ def procedural_frost(n: int, h: int, w: int, rng: np.random.Generator) -> np.nda
 
 
 def frost_crops(n: int, h: int, w: int, channels: int, rng: np.random.Generator) -> np.ndarray:
-    """Frost textures ``(n, h, w, channels)`` for ``channels`` in {1, 3}: crops of the photos
-    in ``$BNN_SHIFT_FROST_DIR`` when it is set, else ``procedural_frost``. Grayscale images
+    """Frost textures `(n, h, w, channels)` for `channels` in {1, 3}: crops of the photos
+    in `$BNN_SHIFT_FROST_DIR` when it is set, else `procedural_frost`. Grayscale images
     get the texture's luminance."""
     directory = os.environ.get(ENV_FROST_DIR)
     if directory:

@@ -1,7 +1,7 @@
 """Image-corruption primitives shared by the MNIST-C and CIFAR-10-C generators.
 
-Every function acts on a whole batch at once. Images are float arrays ``(n, H, W, C)`` with
-values in [0, 1]; random ones take a ``numpy.random.Generator`` and are deterministic given
+Every function acts on a whole batch at once. Images are float arrays `(n, H, W, C)` with
+values in [0, 1]; random ones take a `numpy.random.Generator` and are deterministic given
 its state. Results are float32 in [0, 1] unless said otherwise.
 """
 
@@ -28,8 +28,8 @@ __all__ = [
 _MOTION_CHUNK = 1024  # images per edge-padded block in motion_blur
 
 
-def check_batch(x: np.ndarray, name: str = "x") -> np.ndarray:
-    """``x`` as a float array ``(n, H, W, C)``; raises if it has another rank."""
+def check_images(x: np.ndarray, name: str = "x") -> np.ndarray:
+    """`x` as a float array `(n, H, W, C)`; raises if it has another rank."""
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"{name} must be an image batch (n, H, W, C); got shape {x.shape}")
@@ -47,8 +47,8 @@ def _spatial_sigma(sigma: float | Sequence[float]) -> tuple[float, float]:
 
 
 def shot(x: np.ndarray, c: float, rng: np.random.Generator) -> np.ndarray:
-    """Shot noise: ``Poisson(x * c) / c`` clipped to [0, 1]; larger ``c`` = less noise."""
-    x = check_batch(x)
+    """Shot noise: `Poisson(x * c) / c` clipped to [0, 1]; larger `c` = less noise."""
+    x = check_images(x)
     if not c > 0:
         raise ValueError(f"shot-noise rate c must be > 0; got {c}")
     counts = rng.poisson(x.astype(np.float64) * c)  # (n, H, W, C)
@@ -57,8 +57,8 @@ def shot(x: np.ndarray, c: float, rng: np.random.Generator) -> np.ndarray:
 
 def impulse(x: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
     """Salt-and-pepper noise: each value independently becomes 0 or 1 (equally likely) with
-    probability ``amount`` (scikit-image ``random_noise(mode="s&p")`` semantics)."""
-    x = check_batch(x)
+    probability `amount` (scikit-image `random_noise(mode="s&p")` semantics)."""
+    x = check_images(x)
     if not 0.0 <= amount <= 1.0:
         raise ValueError(f"impulse amount must lie in [0, 1]; got {amount}")
     u = rng.random(x.shape)  # (n, H, W, C); u < amount flips, the lower half to pepper
@@ -73,10 +73,10 @@ def gaussian_blur(
 ) -> np.ndarray:
     """Gaussian filter over the spatial axes only, each channel separately.
 
-    ``sigma`` is a number or a ``(rows, cols)`` pair (0 leaves that axis alone). Border
-    ``mode`` and the 4-sigma truncation follow scikit-image's ``filters.gaussian``.
+    `sigma` is a number or a `(rows, cols)` pair (0 leaves that axis alone). Border
+    `mode` and the 4-sigma truncation follow scikit-image's `filters.gaussian`.
     """
-    x = check_batch(x)
+    x = check_images(x)
     sy, sx = _spatial_sigma(sigma)
     out = ndimage.gaussian_filter(x.astype(np.float32), (0.0, sy, sx, 0.0), mode=mode)
     return out
@@ -93,14 +93,14 @@ def glass_blur(
 ) -> np.ndarray:
     """Glass blur: blur, quantise to 8 bits, local pixel swaps, blur again.
 
-    The swap pass visits rows ``H - d, ..., d + 1`` and, in each, columns ``W - d, ..., d + 1``
-    (``d = max_delta``, both descending, as the originals do) and swaps the pixel with the one at
-    a random offset in ``[-d, d)`` on each axis, with probability ``swap_prob`` (1 in CIFAR-10-C,
+    The swap pass visits rows `H - d, ..., d + 1` and, in each, columns `W - d, ..., d + 1`
+    (`d = max_delta`, both descending, as the originals do) and swaps the pixel with the one at
+    a random offset in `[-d, d)` on each axis, with probability `swap_prob` (1 in CIFAR-10-C,
     0.5 in MNIST-C). Swaps chain, so positions are visited in order; each visit acts on the
     whole batch at once, every image with its own offsets. The 8-bit truncation after the
-    first blur reproduces both generators' ``np.uint8(... * 255)``.
+    first blur reproduces both generators' `np.uint8(... * 255)`.
     """
-    x = check_batch(x)
+    x = check_images(x)
     d = int(max_delta)
     if d < 1 or iterations < 0 or not 0.0 <= swap_prob <= 1.0:
         raise ValueError(
@@ -128,12 +128,12 @@ def glass_blur(
 
 
 def motion_blur_kernel(radius: float, sigma: float, angle_deg: float) -> np.ndarray:
-    """ImageMagick's motion-blur taps ``(k, 3)``: rows ``(d_row, d_col, weight)``.
+    """ImageMagick's motion-blur taps `(k, 3)`: rows `(d_row, d_col, weight)`.
 
-    Width ``k = 2 * ceil(radius) + 1``; weight ``i`` is ``exp(-i^2 / (2 sigma^2))`` normalised
+    Width `k = 2 * ceil(radius) + 1`; weight `i` is `exp(-i^2 / (2 sigma^2))` normalised
     to sum 1 (one-sided: the output pixel averages itself and the pixels behind it along the
-    angle); tap ``i`` sits at ``round(i * (sin a, cos a))`` (rows down, columns right; halves
-    rounded down), as in ImageMagick's ``MotionBlurImage``.
+    angle); tap `i` sits at `round(i * (sin a, cos a))` (rows down, columns right; halves
+    rounded down), as in ImageMagick's `MotionBlurImage`.
     """
     if not (radius > 0 and sigma > 0 and math.isfinite(angle_deg)):
         raise ValueError(f"motion blur needs radius > 0 and sigma > 0; got {radius}, {sigma}")
@@ -147,18 +147,18 @@ def motion_blur_kernel(radius: float, sigma: float, angle_deg: float) -> np.ndar
 
 
 def motion_blur(x: np.ndarray, radius: float, sigma: float, angles_deg: np.ndarray) -> np.ndarray:
-    """Motion blur with ImageMagick's ``-motion-blur {radius}x{sigma}+{angle}`` kernel.
+    """Motion blur with ImageMagick's `-motion-blur {radius}x{sigma}+{angle}` kernel.
 
-    A numpy port of ImageMagick's ``MotionBlurImage`` (used through Wand by both original
-    generators): a one-sided, Gaussian-weighted line of ``2 * ceil(radius) + 1`` taps along
-    the angle (see ``motion_blur_kernel``), edge pixels repeated beyond the border. Each
-    image gets its own angle ``angles_deg`` ``(n,)``. ImageMagick's 8-bit PNG round trip is
+    A numpy port of ImageMagick's `MotionBlurImage` (used through Wand by both original
+    generators): a one-sided, Gaussian-weighted line of `2 * ceil(radius) + 1` taps along
+    the angle (see `motion_blur_kernel`), edge pixels repeated beyond the border. Each
+    image gets its own angle `angles_deg` `(n,)`. ImageMagick's 8-bit PNG round trip is
     not applied here.
 
     The images are sorted by angle, so for each tap the images sharing one pixel offset form
     contiguous runs, and each run is one shifted slice of the edge-padded batch.
     """
-    x = check_batch(x)
+    x = check_images(x)
     n, h, w, _ = x.shape
     angles = np.broadcast_to(np.asarray(angles_deg, dtype=np.float64), (n,))
     taps = motion_blur_kernel(radius, sigma, 0.0)
@@ -192,14 +192,14 @@ def plasma_fractal(
     *,
     crop: int | None = None,
 ) -> np.ndarray:
-    """``n`` periodic diamond-square height maps ``(n, mapsize, mapsize)``, each rescaled to [0, 1].
+    """`n` periodic diamond-square height maps `(n, mapsize, mapsize)`, each rescaled to [0, 1].
 
     The generators' variant: corner (0, 0) starts at 0, the first displacement is
-    ``100 * U(-100, 100)``, and the displacement amplitude ``w`` (noise ``w * U(-w, w)``) is
-    divided by ``wibble_decay`` after each square + diamond pass. ``mapsize`` is a power of 2.
-    ``crop`` returns only the top-left ``(crop, crop)`` corner of each map (still rescaled by
+    `100 * U(-100, 100)`, and the displacement amplitude `w` (noise `w * U(-w, w)`) is
+    divided by `wibble_decay` after each square + diamond pass. `mapsize` is a power of 2.
+    `crop` returns only the top-left `(crop, crop)` corner of each map (still rescaled by
     the whole map's range), which skips building the full maps. Computed in float32 with
-    16-bit uniform draws (see ``_displace``); the originals use float64 throughout.
+    16-bit uniform draws (see `_displace`); the originals use float64 throughout.
     """
     if mapsize < 2 or mapsize & (mapsize - 1):
         raise ValueError(f"mapsize must be a power of two >= 2; got {mapsize}")
@@ -234,8 +234,8 @@ def plasma_fractal(
 
 
 def _wrap_pad(a: np.ndarray, after: bool) -> np.ndarray:
-    """``(n, k, k)`` -> ``(n, k + 1, k + 1)`` with one periodic row and column appended
-    (``after``) or prepended."""
+    """`(n, k, k)` -> `(n, k + 1, k + 1)` with one periodic row and column appended
+    (`after`) or prepended."""
     n, k, _ = a.shape
     out = np.empty((n, k + 1, k + 1), a.dtype)
     if after:
@@ -252,10 +252,10 @@ def _wrap_pad(a: np.ndarray, after: bool) -> np.ndarray:
 def _displace(
     a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray, amp: float, rng
 ) -> np.ndarray:
-    """Mean of four equal-shape grids plus ``U(-amp, amp)`` noise, float32.
+    """Mean of four equal-shape grids plus `U(-amp, amp)` noise, float32.
 
-    The uniform draw has 16-bit resolution (65,535 equally spaced levels from ``-amp`` to
-    ``amp``, symmetric about 0): cheaper than a float draw and indistinguishable once the map
+    The uniform draw has 16-bit resolution (65,535 equally spaced levels from `-amp` to
+    `amp`, symmetric about 0): cheaper than a float draw and indistinguishable once the map
     is rescaled to [0, 1] in float32.
     """
     out = np.add(a, b)
@@ -270,7 +270,7 @@ def _displace(
 def _interleave(
     corner: np.ndarray, top: np.ndarray, left: np.ndarray, centre: np.ndarray, size: int
 ) -> np.ndarray:
-    """Merge four ``(n, k, k)`` grids into ``(n, 2k, 2k)``: corner at even rows/even cols,
+    """Merge four `(n, k, k)` grids into `(n, 2k, 2k)`: corner at even rows/even cols,
     top at even/odd, left at odd/even, centre at odd/odd."""
     n, k, _ = corner.shape
     out = np.empty((n, k, 2, k, 2), np.float32)
@@ -282,7 +282,7 @@ def _interleave(
 
 
 def rgb_to_hsv(x: np.ndarray) -> np.ndarray:
-    """RGB ``(..., 3)`` in [0, 1] to HSV ``(..., 3)``, hue in [0, 1) (scikit-image convention:
+    """RGB `(..., 3)` in [0, 1] to HSV `(..., 3)`, hue in [0, 1) (scikit-image convention:
     hue 0 and saturation 0 where the pixel is gray; on ties blue beats green beats red)."""
     x = np.asarray(x)
     if x.shape[-1:] != (3,):
@@ -302,10 +302,10 @@ def rgb_to_hsv(x: np.ndarray) -> np.ndarray:
 
 
 def hsv_to_rgb(x: np.ndarray) -> np.ndarray:
-    """HSV ``(..., 3)`` (hue in [0, 1]) back to RGB ``(..., 3)``; the inverse of ``rgb_to_hsv``.
+    """HSV `(..., 3)` (hue in [0, 1]) back to RGB `(..., 3)`; the inverse of `rgb_to_hsv`.
 
-    Channel ``c`` is ``v - v s clip(min(k, 4 - k), 0, 1)`` with ``k = (n_c + 6 h) mod 6`` and
-    ``n = (5, 3, 1)`` for (R, G, B): the piecewise-linear form of the six-sector formula.
+    Channel `c` is `v - v s clip(min(k, 4 - k), 0, 1)` with `k = (n_c + 6 h) mod 6` and
+    `n = (5, 3, 1)` for (R, G, B): the piecewise-linear form of the six-sector formula.
     """
     x = np.asarray(x)
     if x.shape[-1:] != (3,):

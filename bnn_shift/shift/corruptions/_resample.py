@@ -1,9 +1,9 @@
 """Batched resampling for the corruptions: bilinear sampling, affine maps, zooms, box resizes.
 
-Every function acts on a whole batch ``(n, H, W, C)`` at once. The border modes follow
-``scipy.ndimage`` names: ``"reflect"`` repeats the edge pixel (d c b a | a b c d),
-``"mirror"`` does not (d c b | a b c d; OpenCV's ``BORDER_REFLECT_101``) and ``"nearest"``
-clamps (a a a | a b c d; OpenCV's ``BORDER_REPLICATE``).
+Every function acts on a whole batch `(n, H, W, C)` at once. The border modes follow
+`scipy.ndimage` names: `"reflect"` repeats the edge pixel (d c b a | a b c d),
+`"mirror"` does not (d c b | a b c d; OpenCV's `BORDER_REFLECT_101`) and `"nearest"`
+clamps (a a a | a b c d; OpenCV's `BORDER_REPLICATE`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ _MODES = ("reflect", "mirror", "nearest")
 
 
 def _fold(index: np.ndarray, size: int, mode: str) -> np.ndarray:
-    """Map integer indices outside ``[0, size)`` back inside by the border ``mode``."""
+    """Map integer indices outside `[0, size)` back inside by the border `mode`."""
     if mode == "nearest" or size == 1:
         return np.clip(index, 0, size - 1)
     if mode == "reflect":
@@ -40,7 +40,7 @@ def _fold(index: np.ndarray, size: int, mode: str) -> np.ndarray:
 
 
 def _folded_neighbours(index: np.ndarray, size: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
-    """``_fold(index)`` and ``_fold(index + 1)`` through a small lookup table."""
+    """`_fold(index)` and `_fold(index + 1)` through a small lookup table."""
     lo = int(index.min())
     table = _fold(np.arange(lo, int(index.max()) + 2), size, mode)
     k = index - lo
@@ -50,11 +50,11 @@ def _folded_neighbours(index: np.ndarray, size: int, mode: str) -> tuple[np.ndar
 def sample_bilinear(
     x: np.ndarray, rows: np.ndarray, cols: np.ndarray, mode: str = "reflect"
 ) -> np.ndarray:
-    """Bilinear samples of each image of ``x`` ``(n, H, W, C)`` at its own float coordinates.
+    """Bilinear samples of each image of `x` `(n, H, W, C)` at its own float coordinates.
 
-    ``rows``, ``cols`` ``(n, h, w)`` are pixel coordinates (pixel centres at integers), the
-    same convention as ``scipy.ndimage.map_coordinates(..., order=1, mode=mode)`` applied to
-    each image. Returns ``(n, h, w, C)`` in the dtype of ``x``.
+    `rows`, `cols` `(n, h, w)` are pixel coordinates (pixel centres at integers), the
+    same convention as `scipy.ndimage.map_coordinates(..., order=1, mode=mode)` applied to
+    each image. Returns `(n, h, w, C)` in the dtype of `x`.
     """
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}; got {mode!r}")
@@ -75,9 +75,9 @@ def sample_bilinear(
 
 
 def affine_from_points(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The affine maps ``(n, 2, 3)`` taking the three points ``src`` to ``dst`` ``(n, 3, 2)``.
+    """The affine maps `(n, 2, 3)` taking the three points `src` to `dst` `(n, 3, 2)`.
 
-    Same result as OpenCV's ``getAffineTransform`` per image: ``dst = M @ [x, y, 1]``.
+    Same result as OpenCV's `getAffineTransform` per image: `dst = M @ [x, y, 1]`.
     """
     ones = np.ones((*src.shape[:-1], 1), dtype=np.float64)
     design = np.concatenate([np.asarray(src, np.float64), ones], axis=-1)  # (n, 3, 3)
@@ -86,8 +86,8 @@ def affine_from_points(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def _zoom_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``scipy.ndimage.zoom(order=1)`` along one axis: output ``i`` is ``(1 - f) in[lo] + f
-    in[hi]`` at input coordinate ``i (n_in - 1) / (n_out - 1)`` (corner pixels aligned)."""
+    """`scipy.ndimage.zoom(order=1)` along one axis: output `i` is `(1 - f) in[lo] + f
+    in[hi]` at input coordinate `i (n_in - 1) / (n_out - 1)` (corner pixels aligned)."""
     coords = np.zeros(n_out) if n_out == 1 else np.arange(n_out) * (n_in - 1) / (n_out - 1)
     lo = np.minimum(np.floor(coords).astype(np.int64), n_in - 1)
     return lo, np.minimum(lo + 1, n_in - 1), coords - lo
@@ -95,12 +95,12 @@ def _zoom_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 @functools.lru_cache(maxsize=256)
 def clipped_zoom_taps(size: int, factor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The benchmark's centre crop-and-zoom along one axis of length ``size``.
+    """The benchmark's centre crop-and-zoom along one axis of length `size`.
 
-    Crops the central ``ceil(size / factor)`` pixels, zooms them by ``factor`` as
-    ``scipy.ndimage.zoom(order=1)`` does (output length ``round(crop * factor)``) and keeps
-    the central ``size`` pixels. Returns ``(lo, hi, frac)``, each ``(size,)``: output pixel
-    ``i`` is ``(1 - frac[i]) x[lo[i]] + frac[i] x[hi[i]]`` (see ``apply_taps``).
+    Crops the central `ceil(size / factor)` pixels, zooms them by `factor` as
+    `scipy.ndimage.zoom(order=1)` does (output length `round(crop * factor)`) and keeps
+    the central `size` pixels. Returns `(lo, hi, frac)`, each `(size,)`: output pixel
+    `i` is `(1 - frac[i]) x[lo[i]] + frac[i] x[hi[i]]` (see `apply_taps`).
     """
     crop = math.ceil(size / factor)
     top = (size - crop) // 2
@@ -113,8 +113,8 @@ def clipped_zoom_taps(size: int, factor: float) -> tuple[np.ndarray, np.ndarray,
 def apply_taps(
     x: np.ndarray, axis: int, taps: tuple[np.ndarray, np.ndarray, np.ndarray]
 ) -> np.ndarray:
-    """Two-tap linear resampling of ``x`` along ``axis`` (``taps`` as from
-    ``clipped_zoom_taps``)."""
+    """Two-tap linear resampling of `x` along `axis` (`taps` as from
+    `clipped_zoom_taps`)."""
     lo, hi, frac = taps
     shape = [1] * x.ndim
     shape[axis] = -1
@@ -125,7 +125,7 @@ def apply_taps(
 
 @functools.lru_cache(maxsize=256)
 def box_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """Pillow's ``BOX`` resize along one axis as a matrix ``(n_out, n_in)``.
+    """Pillow's `BOX` resize along one axis as a matrix `(n_out, n_in)`.
 
     Taken from Pillow itself (a float image of the identity), so the weights are exactly
     Pillow's, without its 8-bit rounding.
@@ -138,10 +138,10 @@ def box_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 
 def apply_separable(x: np.ndarray, row_matrix: np.ndarray, col_matrix: np.ndarray) -> np.ndarray:
-    """``out[n, i, j, c] = sum_hw row[i, h] col[j, w] x[n, h, w, c]``: one linear map per axis.
+    """`out[n, i, j, c] = sum_hw row[i, h] col[j, w] x[n, h, w, c]`: one linear map per axis.
 
-    ``x`` ``(n, H, W, C)``, ``row_matrix`` ``(h, H)``, ``col_matrix`` ``(w, W)``
-    -> ``(n, h, w, C)``.
+    `x` `(n, H, W, C)`, `row_matrix` `(h, H)`, `col_matrix` `(w, W)`
+    -> `(n, h, w, C)`.
     """
     n, height, width, c = x.shape
     rows = np.asarray(row_matrix, dtype=x.dtype)

@@ -34,16 +34,16 @@ _ABOVE = (  # (row offset, column offset, step) of the mask's cells above the cu
 
 
 def _shift(a: np.ndarray, dr: int, dc: int, mode: str) -> np.ndarray:
-    """``out[:, i, j] = a[:, i + dr, j + dc]`` for ``a`` ``(n, H, W)``, padded by ``mode``."""
+    """`out[:, i, j] = a[:, i + dr, j + dc]` for `a` `(n, H, W)`, padded by `mode`."""
     pad = np.pad(a, ((0, 0), (1, 1), (1, 1)), mode=mode)
     h, w = a.shape[1:]
     return pad[:, 1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w]
 
 
 def opencv_canny(image: np.ndarray, low: int, high: int) -> np.ndarray:
-    """OpenCV's ``Canny(image, low, high)`` (3x3 Sobel, L1 magnitude) on ``(n, H, W)`` uint8.
+    """OpenCV's `Canny(image, low, high)` (3x3 Sobel, L1 magnitude) on `(n, H, W)` uint8.
 
-    Returns a bool edge map ``(n, H, W)``: non-maximum suppression along the gradient
+    Returns a bool edge map `(n, H, W)`: non-maximum suppression along the gradient
     direction quantised to 0/45/90/135 degrees (OpenCV's tie rules), then hysteresis: weak
     pixels (magnitude > low) are kept when 8-connected to a strong one (> high).
     """
@@ -80,7 +80,7 @@ def opencv_canny(image: np.ndarray, low: int, high: int) -> np.ndarray:
 
 
 def equalize_hist(image: np.ndarray) -> np.ndarray:
-    """OpenCV's ``equalizeHist`` on each 8-bit image of ``(n, H, W)`` uint8."""
+    """OpenCV's `equalizeHist` on each 8-bit image of `(n, H, W)` uint8."""
     n = image.shape[0]
     flat = image.reshape(n, -1).astype(np.int64)
     total = flat.shape[1]
@@ -98,7 +98,7 @@ def equalize_hist(image: np.ndarray) -> np.ndarray:
 
 
 def _chamfer_pass(d: np.ndarray) -> np.ndarray:
-    """One top-to-bottom, left-to-right pass of OpenCV's 5x5 chamfer on ``(n, H, W)`` float32.
+    """One top-to-bottom, left-to-right pass of OpenCV's 5x5 chamfer on `(n, H, W)` float32.
 
     The rows above enter a whole row at a time; the pixel to the left is a sequential
     dependency, so columns are visited in order (each step acts on the whole batch).
@@ -118,7 +118,7 @@ def _chamfer_pass(d: np.ndarray) -> np.ndarray:
 
 
 def chamfer_distance(edges: np.ndarray) -> np.ndarray:
-    """OpenCV's ``distanceTransform(255 - edges, DIST_L2, 5)`` for bool ``edges`` ``(n, H, W)``.
+    """OpenCV's `distanceTransform(255 - edges, DIST_L2, 5)` for bool `edges` `(n, H, W)`.
 
     Distance (float32, pixels) from each pixel to the nearest edge pixel of its own image along
     OpenCV's 5x5 chamfer steps (1, 1.4, 2.1969), with OpenCV's forward and backward passes in
@@ -130,12 +130,12 @@ def chamfer_distance(edges: np.ndarray) -> np.ndarray:
 
 
 def _box3(a: np.ndarray) -> np.ndarray:
-    """OpenCV's ``blur(a, (3, 3))``: 3x3 mean, border reflected without the edge pixel."""
+    """OpenCV's `blur(a, (3, 3))`: 3x3 mean, border reflected without the edge pixel."""
     return ndimage.uniform_filter(a, size=(1, 3, 3), mode="mirror")
 
 
 def _water_mask(liquid: np.ndarray) -> np.ndarray:
-    """The embossed water-drop intensity ``(n, H, W)`` in [0, 1] from the liquid layer."""
+    """The embossed water-drop intensity `(n, H, W)` in [0, 1] from the liquid layer."""
     # clipped first (the original wraps values above 1 around), then truncated as the original
     liquid8 = (np.clip(liquid, 0.0, 1.0) * 255).astype(np.uint8)
     edges = opencv_canny(liquid8, 50, 150)
@@ -157,7 +157,7 @@ def _water_mask(liquid: np.ndarray) -> np.ndarray:
 
 
 def _colour(rgb: np.ndarray, channels: int) -> np.ndarray:
-    """``rgb`` for colour images, its luminance for grayscale ones."""
+    """`rgb` for colour images, its luminance for grayscale ones."""
     return rgb if channels == 3 else np.array([rgb @ _LUMA], np.float32)
 
 
@@ -171,14 +171,14 @@ def spatter(
     mode: int,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """CIFAR-10-C spatter on ``(n, H, W, C)``, ``C`` in {1, 3}: water drops (``mode`` 0) or mud
-    splashes (``mode`` 1).
+    """CIFAR-10-C spatter on `(n, H, W, C)`, `C` in {1, 3}: water drops (`mode` 0) or mud
+    splashes (`mode` 1).
 
-    A liquid layer ``N(loc, scale)`` per pixel is blurred (``sigma``) and cut below
-    ``threshold``. Water: the layer's Canny edges -> distance to the nearest edge (capped at
+    A liquid layer `N(loc, scale)` per pixel is blurred (`sigma`) and cut below
+    `threshold`. Water: the layer's Canny edges -> distance to the nearest edge (capped at
     20) -> box blur -> histogram equalisation -> emboss -> box blur, times the layer, scaled to
-    peak ``intensity`` and added in pale turquoise. Mud: the mask ``layer > threshold``
-    blurred with sigma ``intensity``, kept where >= 0.8, replaces the image with brown.
+    peak `intensity` and added in pale turquoise. Mud: the mask `layer > threshold`
+    blurred with sigma `intensity`, kept where >= 0.8, replaces the image with brown.
     On grayscale images the colours are their luminance.
     """
     n, h, w, c = x.shape

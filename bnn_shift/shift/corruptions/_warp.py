@@ -1,8 +1,8 @@
-"""Batched bilinear affine warps with a zero border (scikit-image ``warp(order=1)`` semantics).
+"""Batched bilinear affine warps with a zero border (scikit-image `warp(order=1)` semantics).
 
-Output pixel (col, row) of image i samples its input at ``a[i] @ (col, row) + t[i]``, bilinearly,
+Output pixel (col, row) of image i samples its input at `a[i] @ (col, row) + t[i]`, bilinearly,
 with zeros outside the image. When the batch uses few distinct maps (MNIST-C's shear, rotate,
-scale and translate use at most four), each map becomes one sparse ``(H*W, H*W)`` interpolation
+scale and translate use at most four), each map becomes one sparse `(H*W, H*W)` interpolation
 matrix applied to all its images at once; otherwise every pixel is gathered on its own.
 """
 
@@ -26,7 +26,7 @@ def _corners(rows: np.ndarray, cols: np.ndarray):
 
 
 def _grid(a: np.ndarray, t: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Source (rows, cols) ``(..., H, W)`` for maps ``a`` ``(..., 2, 2)``, ``t`` ``(..., 2)``."""
+    """Source (rows, cols) `(..., H, W)` for maps `a` `(..., 2, 2)`, `t` `(..., 2)`."""
     col, row = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
     a, t = a[..., None, None], t[..., None, None]
     src_c = a[..., 0, 0, :, :] * col + a[..., 0, 1, :, :] * row + t[..., 0, :, :]
@@ -35,7 +35,7 @@ def _grid(a: np.ndarray, t: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.
 
 
 def _matrix(a: np.ndarray, t: np.ndarray, h: int, w: int) -> sparse.csr_matrix:
-    """One map as a sparse ``(H*W, H*W)`` matrix: output pixel <- input pixels."""
+    """One map as a sparse `(H*W, H*W)` matrix: output pixel <- input pixels."""
     rows, cols = _grid(a, t, h, w)
     out_index = np.arange(h * w).reshape(h, w)
     entries = []
@@ -73,7 +73,7 @@ def _by_pixel(x: np.ndarray, a: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def affine_warp(x: np.ndarray, a: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Warp ``x`` ``(n, H, W, C)`` by inverse maps ``a`` ``(n, 2, 2)``, ``t`` ``(n, 2)`` in
+    """Warp `x` `(n, H, W, C)` by inverse maps `a` `(n, 2, 2)`, `t` `(n, 2)` in
     (col, row) pixel coordinates; float32 clipped to [0, 1]."""
     n = len(x)
     a = np.broadcast_to(np.asarray(a, np.float64), (n, 2, 2))

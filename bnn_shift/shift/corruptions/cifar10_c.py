@@ -1,21 +1,21 @@
 """CIFAR-10-C (Hendrycks & Dietterich 2019): 19 corruptions x 5 severities, batched.
 
-A port of the CIFAR generator (hendrycks/robustness, ``make_cifar_c.py``) with its constants
-(not ImageNet-C's). Images are ``(n, H, W, C)`` float32 in [0, 1]; results are float32 in
+A port of the CIFAR generator (hendrycks/robustness, `make_cifar_c.py`) with its constants
+(not ImageNet-C's). Images are `(n, H, W, C)` float32 in [0, 1]; results are float32 in
 [0, 1] and are not rounded to 8 bits (the release is uint8). Written for 32 x 32 but accepts
-any size: the few 32-pixel constants (elastic_transform) scale with ``min(H, W)``. Noise, blur,
+any size: the few 32-pixel constants (elastic_transform) scale with `min(H, W)`. Noise, blur,
 contrast, fog, elastic_transform and pixelate work on any number of channels; brightness,
 snow, frost, spatter and jpeg_compression need 1 or 3; saturate needs 3.
 Deliberate differences from the original:
 
 - motion_blur and snow use a numpy port of ImageMagick's motion-blur kernel
-  (``_ops.motion_blur``) instead of Wand, rounded to 8 bits as ImageMagick's PNG output is.
-- frost: the six frost photos are not shipped. With ``$BNN_SHIFT_FROST_DIR`` pointing at them
+  (`_ops.motion_blur`) instead of Wand, rounded to 8 bits as ImageMagick's PNG output is.
+- frost: the six frost photos are not shipped. With `$BNN_SHIFT_FROST_DIR` pointing at them
   the original procedure is used; otherwise a procedural ice texture stands in, so frost
-  results are NOT comparable with the published CIFAR-10-C (``_frost``).
+  results are NOT comparable with the published CIFAR-10-C (`_frost`).
 - spatter clips the liquid layer to [0, 1] before its 8-bit cast (the original wraps values
-  above 1 around); the OpenCV steps are batched ports checked against OpenCV (``_spatter``).
-- Random draws come from one ``numpy.random.Generator`` per call instead of the global
+  above 1 around); the OpenCV steps are batched ports checked against OpenCV (`_spatter`).
+- Random draws come from one `numpy.random.Generator` per call instead of the global
   stream, so results are reproducible but not the published images.
 """
 
@@ -110,7 +110,7 @@ def _f32(x: np.ndarray) -> np.ndarray:
 
 
 def _gray(x: np.ndarray) -> np.ndarray:
-    """Luminance ``(n, H, W, 1)`` of RGB (or already gray) images."""
+    """Luminance `(n, H, W, 1)` of RGB (or already gray) images."""
     return x if x.shape[-1] == 1 else (x @ _LUMA)[..., None]
 
 
@@ -121,7 +121,8 @@ def _to_8bit(x: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------ noise
 
 
-def gaussian_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def pixel_gaussian_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """The "gaussian_noise" corruption: x + N(0, std^2) in [0, 1] pixel units."""
     std = np.float32(_level("gaussian_noise", severity))
     return _f32(x + std * rng.standard_normal(x.shape, dtype=np.float32))
 
@@ -144,7 +145,7 @@ def speckle_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.
 
 def _defocus_kernel(radius: float, alias_sigma: float) -> np.ndarray:
     """The original's anti-aliased disk: a 17 x 17 disk indicator, normalised, blurred by
-    OpenCV's 3 x 3 Gaussian (sigma ``alias_sigma``), cropped to its nonzero support."""
+    OpenCV's 3 x 3 Gaussian (sigma `alias_sigma`), cropped to its nonzero support."""
     half = 8 if radius <= 8 else int(radius)
     grid = np.arange(-half, half + 1)
     disk = ((grid[:, None] ** 2 + grid[None, :] ** 2) <= radius**2).astype(np.float64)
@@ -177,7 +178,7 @@ def motion_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.nd
 
 
 def _clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:
-    """The original's ``clipped_zoom``: zoom the centre by ``factor``, keep the size."""
+    """The original's `clipped_zoom`: zoom the centre by `factor`, keep the size."""
     h, w = x.shape[1:3]
     return apply_taps(
         apply_taps(x, 1, clipped_zoom_taps(h, factor)), 2, clipped_zoom_taps(w, factor)
@@ -185,7 +186,7 @@ def _clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:
 
 
 def zoom_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """The mean of the image and its centre zooms by ``np.arange(1, z, 0.01)`` (the original's
+    """The mean of the image and its centre zooms by `np.arange(1, z, 0.01)` (the original's
     float quirks included: 7, 12, 16, 21 and 26 zooms)."""
     zooms = np.arange(1, _level("zoom_blur", severity), 0.01)
     n, h, w, c = x.shape
@@ -208,7 +209,7 @@ def gaussian_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.
 
 def snow(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Snow flakes: a thresholded, zoomed normal layer, motion-blurred downwards; the image
-    is brightened toward ``max(x, 1.5 gray + 0.5)`` and the layer and its 180-degree rotation
+    is brightened toward `max(x, 1.5 gray + 0.5)` and the layer and its 180-degree rotation
     are added."""
     _channels(x, "snow", (1, 3))
     loc, scale, zoom, threshold, radius, sigma, blend = _level("snow", severity)
@@ -224,8 +225,8 @@ def snow(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def frost(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """``a x + b frost``: see ``_frost`` — a procedural texture unless
-    ``$BNN_SHIFT_FROST_DIR`` holds the original frost photos."""
+    """`a x + b frost`: see `_frost` — a procedural texture unless
+    `$BNN_SHIFT_FROST_DIR` holds the original frost photos."""
     c = _channels(x, "frost", (1, 3))
     image_weight, frost_weight = _level("frost", severity)
     texture = frost_crops(len(x), x.shape[1], x.shape[2], c, rng)
@@ -280,8 +281,8 @@ def contrast(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarr
 
 
 def elastic_transform(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """A random affine warp (three points moved by up to ``affine``, mirrored border), then a
-    displacement field of uniform noise smoothed by ``sigma`` and scaled by ``alpha``."""
+    """A random affine warp (three points moved by up to `affine`, mirrored border), then a
+    displacement field of uniform noise smoothed by `sigma` and scaled by `alpha`."""
     n, h, w, _ = x.shape
     alpha, sigma, affine = (v * min(h, w) for v in _level("elastic_transform", severity))
     centre = np.array([w // 2, h // 2], np.float32)  # (x, y) as OpenCV's points
@@ -304,7 +305,7 @@ def elastic_transform(x: np.ndarray, severity: int, rng: np.random.Generator) ->
 
 
 def pixelate(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """Box-resize (Pillow's ``BOX``) to ``int(side * c)`` and back."""
+    """Box-resize (Pillow's `BOX`) to `int(side * c)` and back."""
     c = _level("pixelate", severity)
     h, w = x.shape[1:3]
     sh, sw = int(h * c), int(w * c)
@@ -333,7 +334,7 @@ def jpeg_compression(x: np.ndarray, severity: int, rng: np.random.Generator) -> 
 # ------------------------------------------------------------------ registry
 
 _FUNCTIONS = {
-    "gaussian_noise": gaussian_noise,
+    "gaussian_noise": pixel_gaussian_noise,
     "shot_noise": shot_noise,
     "impulse_noise": impulse_noise,
     "defocus_blur": defocus_blur,

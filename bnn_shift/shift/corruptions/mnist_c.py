@@ -1,20 +1,20 @@
 """MNIST-C (Mu & Gilmer 2019): the 15 benchmark corruptions, each on a whole batch at once.
 
-A port of the published generator (google-research/mnist-c, ``corruptions.py``) with its
+A port of the published generator (google-research/mnist-c, `corruptions.py`) with its
 parameters. Where a corruption there has a 5-level severity list, all 5 are available and the
 default is the level of that function's default argument (assumed to be the one used for the
 static release); stripe, dotted_line, zigzag and canny_edges have one level. Images are
-``(n, H, W, C)`` float32 in [0, 1] (the generator works on 0..255 and divides by 255); the
+`(n, H, W, C)` float32 in [0, 1] (the generator works on 0..255 and divides by 255); the
 code is written for 28 x 28 digits but accepts other sizes, scaling the geometry where the
 original hard-codes 28. Quirks of the original kept on purpose: glass_blur blurs down the
 rows only (see its docstring); shear uses scikit-image's old shear convention; zigzag's last
 vertex uses the original's formula. Deliberate differences from the original:
 
 - motion_blur uses a numpy port of ImageMagick's motion-blur kernel instead of Wand
-  (``_ops.motion_blur``), then rounds to 8 bits as ImageMagick's PNG output does.
-- canny_edges uses a batched re-implementation of ``skimage.feature.canny`` (``_canny``).
-- fog's plasma fractal is computed in float32 with 16-bit uniform draws (``_ops``).
-- Random draws come from one ``numpy.random.Generator`` per call, so images are corrupted
+  (`_ops.motion_blur`), then rounds to 8 bits as ImageMagick's PNG output does.
+- canny_edges uses a batched re-implementation of `skimage.feature.canny` (`_canny`).
+- fog's plasma fractal is computed in float32 with 16-bit uniform draws (`_ops`).
+- Random draws come from one `numpy.random.Generator` per call, so images are corrupted
   independently but not with the original's global-state random stream.
 """
 
@@ -86,8 +86,8 @@ def impulse_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.
 
 
 def glass_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """The generator passes a 2-D (28, 28) image to skimage's ``gaussian(...,
-    multichannel=True)``, which takes the columns for channels: its blur runs down the rows
+    """The generator passes a 2-D (28, 28) image to skimage's `gaussian(...,
+    multichannel=True)`, which takes the columns for channels: its blur runs down the rows
     only, and so does this one. Each swap happens with probability 1/2."""
     sigma, delta, iterations = LEVELS["glass_blur"][severity - 1]
     return _ops.glass_blur(x, (sigma, 0.0), delta, iterations, rng, swap_prob=0.5)
@@ -101,7 +101,7 @@ def motion_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.nd
 
 
 def _centred_warp(x: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """Warp by linear inverse maps ``a`` ``(n, 2, 2)`` that keep the image centre fixed."""
+    """Warp by linear inverse maps `a` `(n, 2, 2)` that keep the image centre fixed."""
     h, w = x.shape[1:3]
     centre = np.array([(w - 1) / 2, (h - 1) / 2])  # (col, row); (13.5, 13.5) for 28 x 28
     return affine_warp(x, a, centre - a @ centre)
@@ -112,8 +112,8 @@ def _signs(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def shear(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """skimage ``AffineTransform(shear=s)`` as the generator's scikit-image defined it (``[[1,
-    -sin s], [0, cos s]]``; current releases use ``tan``), random sign per image, centred."""
+    """skimage `AffineTransform(shear=s)` as the generator's scikit-image defined it (`[[1,
+    -sin s], [0, cos s]]`; current releases use `tan`), random sign per image, centred."""
     s = LEVELS["shear"][severity - 1] * _signs(rng, (len(x),))
     a = np.zeros((len(x), 2, 2))
     a[:, 0, 0], a[:, 0, 1], a[:, 1, 1] = 1.0, -np.sin(s), np.cos(s)
@@ -134,15 +134,15 @@ def scale(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def translate(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """Shift by ``c`` pixels along each axis, random sign per axis and image; the inverse
-    map adds ``(dx, dy)``, so the content moves by ``(-dx, -dy)``."""
+    """Shift by `c` pixels along each axis, random sign per axis and image; the inverse
+    map adds `(dx, dy)`, so the content moves by `(-dx, -dy)`."""
     shift = LEVELS["translate"][severity - 1] * _signs(rng, (len(x), 2))  # (n, 2) = (dx, dy)
     return affine_warp(x, np.eye(2), shift)
 
 
 def brightness(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """HSV value + c (RGB images); gray images go gray -> RGB -> HSV -> RGB -> gray, which
-    for a gray pixel is exactly ``clip(x + c, 0, 1)`` (hue and saturation are 0 and skimage's
+    for a gray pixel is exactly `clip(x + c, 0, 1)` (hue and saturation are 0 and skimage's
     gray weights sum to 1), so that is computed directly."""
     c = LEVELS["brightness"][severity - 1]
     if x.shape[-1] == 1:
@@ -164,8 +164,8 @@ def stripe(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray
 
 
 def fog(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """Add ``s`` x the top-left crop of a 256 x 256 plasma fractal, then scale by
-    ``max / (max + s)`` (``max`` = the clean image's maximum)."""
+    """Add `s` x the top-left crop of a 256 x 256 plasma fractal, then scale by
+    `max / (max + s)` (`max` = the clean image's maximum)."""
     strength, decay = LEVELS["fog"][severity - 1]
     n, h, w, _ = x.shape
     size = max(_FOG_MAPSIZE, 1 << (max(h, w) - 1).bit_length())
@@ -176,8 +176,8 @@ def fog(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _plasma_crops(n: int, size: int, decay: float, crop: int, rng) -> np.ndarray:
-    """``(n, crop, crop)`` plasma crops, built in blocks of ``_FOG_CHUNK`` maps on a few
-    threads (numpy releases the GIL); block ``i`` draws from the ``i``-th child of ``rng``, so
+    """`(n, crop, crop)` plasma crops, built in blocks of `_FOG_CHUNK` maps on a few
+    threads (numpy releases the GIL); block `i` draws from the `i`-th child of `rng`, so
     the result does not depend on the thread count."""
     starts = list(range(0, n, _FOG_CHUNK))
     children = rng.spawn(len(starts))
@@ -212,10 +212,10 @@ def spatter(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarra
 
 
 def _line(c0, r0, c1, r1, h: int, w: int) -> np.ndarray:
-    """Soft line layers ``(n, H, W)`` through ``(c0, r0)``-``(c1, r1)`` (arrays ``(n,)``).
+    """Soft line layers `(n, H, W)` through `(c0, r0)`-`(c1, r1)` (arrays `(n,)`).
 
-    Intensity ``log(1 - d / 2.3) + 1`` clipped to [0, 1], ``d`` the vertical distance to the
-    line; only columns ``floor(c0) <= col < ceil(c1)`` are drawn; nothing when ``c1 == c0``.
+    Intensity `log(1 - d / 2.3) + 1` clipped to [0, 1], `d` the vertical distance to the
+    line; only columns `floor(c0) <= col < ceil(c1)` are drawn; nothing when `c1 == c0`.
     """
     c0, r0, c1, r1 = (np.asarray(v, np.float64) for v in (c0, r0, c1, r1))
     cols = np.arange(w, dtype=np.float64)
@@ -238,7 +238,7 @@ def dotted_line(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.nd
 
 
 def draw_dotted_line(x: np.ndarray, r0: np.ndarray, r1: np.ndarray) -> np.ndarray:
-    """``dotted_line`` with given start and end rows ``(n,)``."""
+    """`dotted_line` with given start and end rows `(n,)`."""
     n, h, w, _ = x.shape
     layer = _line(np.zeros(n), r0, np.full(n, w - 1.0), r1, h, w)
     layer[:, :, (np.arange(w) // 2) % 2 == 0] = 0.0
@@ -246,12 +246,12 @@ def draw_dotted_line(x: np.ndarray, r0: np.ndarray, r1: np.ndarray) -> np.ndarra
 
 
 def _zigzag_points(r0: np.ndarray, r1: np.ndarray, c0: float, c1: float) -> np.ndarray:
-    """Vertices ``(2, n, k)`` (cols, rows) of each image's zigzag, padded by repeating the last.
+    """Vertices `(2, n, k)` (cols, rows) of each image's zigzag, padded by repeating the last.
 
-    Along a straight line of length ``d`` the vertices are (0, 0), ((2i + 1) a, (-1)^i b) while
-    ``(2i + 1) a <= d`` (a = b = 2) and, if ``d`` is not a multiple of 2a, a last point at
-    ``(d, r_last / (2 (d - 2a floor(d / 2a))))`` (the original's formula); then rotated onto the
-    slope and moved to ``(c0, r0)``.
+    Along a straight line of length `d` the vertices are (0, 0), ((2i + 1) a, (-1)^i b) while
+    `(2i + 1) a <= d` (a = b = 2) and, if `d` is not a multiple of 2a, a last point at
+    `(d, r_last / (2 (d - 2a floor(d / 2a))))` (the original's formula); then rotated onto the
+    slope and moved to `(c0, r0)`.
     """
     a = b = 2.0
     theta = np.arctan((r1 - r0) / (c1 - c0))
@@ -285,7 +285,7 @@ def zigzag(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray
 
 
 def draw_zigzag(x: np.ndarray, r0: np.ndarray, r1: np.ndarray) -> np.ndarray:
-    """``zigzag`` with given start rows ``r0`` and end rows ``r1`` ``(n,)``."""
+    """`zigzag` with given start rows `r0` and end rows `r1` `(n,)`."""
     _, h, w, _ = x.shape
     r0, r1 = np.asarray(r0, np.float64), np.asarray(r1, np.float64)
     cs, rs = _zigzag_points(r0, r1, 2.0, w - 3.0)  # (n, k) each

@@ -10,35 +10,35 @@ from __future__ import annotations
 import functools
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bnn_shift.inference import (
-    build_kernel,
-    default_trajectory_length,
-    n_leapfrog_steps,
-)
+from bnn_shift.inference import default_trajectory_length, n_leapfrog_steps
 from bnn_shift.inference.metric import prior_metric
 from bnn_shift.priors import EmpCov, Gaussian, Temperature
+
+from .kernels import engine_and_target
 
 N_CHAINS = 2000
 N_ITER = 30
 Z5 = 5.0  # number of standard errors allowed in every statistical check
 
 
-def chain_runner(kernel, data, *, n_iter: int = N_ITER):
+def chain_runner(engine, target, data, *, n_iter: int = N_ITER):
     """A compiled function (key, start positions (N, ...), mh) -> (final positions, mean
-    acceptance per iteration) running N independent chains."""
+    acceptance per iteration) running N independent chains (mh=False: warmup steps)."""
 
     @jax.jit
     def run(key, position, mh):
-        state = jax.vmap(kernel.init, (0, None))(position, data)
+        state = jax.vmap(engine.init, (None, 0, None))(target, position, data)
+        step = jax.vmap(engine.step, (None, 0, 0, None, None))
 
         def one(state, key):
             keys = jax.random.split(key, N_CHAINS)
-            state, info = jax.vmap(kernel.step, (0, 0, None, None))(keys, state, data, mh)
+            state, info = step(target, keys, state, data, ~mh)
             return state, info.acceptance_rate.mean()
 
         state, acc = jax.lax.scan(one, state, jax.random.split(key, n_iter))
@@ -92,17 +92,18 @@ def test_samples_a_correlated_gaussian_posterior():
     # (h * omega_max = 1.1): only the Metropolis test makes the stationary law exact.
     tau, n_steps = 0.8, 2
     assert np.max(np.abs(np.cos(omega * tau))) < 0.7
-    kernel = build_kernel(
+    engine, target = engine_and_target(
         regression_loglik,
         Gaussian(1.0),
         {"theta": jnp.zeros(D)},
         step_size=tau / n_steps,
         n_steps=n_steps,
+        n=N_DATA,
     )
     data = (jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32))
     start = {"theta": 2.0 * jax.random.normal(jax.random.key(1), (N_CHAINS, D))}
 
-    run = chain_runner(kernel, data)
+    run = chain_runner(engine, target, data)
     final, acc = run(start, mh=True)
     assert 0.6 < float(acc[-1]) < 1.0  # it moves, and it does reject
     check_gaussian_moments(np.asarray(final["theta"], np.float64), mean, cov)
@@ -156,18 +157,19 @@ def test_samples_a_gaussian_posterior_with_an_empcov_preconditioner():
     tau, n_steps = 0.9 * scale, 4
     assert omega.max() * scale < 1.8 and np.max(np.abs(np.cos(omega * tau))) < 0.65
     assert np.linalg.eigvalsh(c).min() < 2e-4  # a genuinely stiff prior direction
-    kernel = build_kernel(
+    engine, target = engine_and_target(
         matrix_loglik,
         prior,
         {"w": jnp.zeros((N_ROWS, D_IN))},
         step_size=tau / n_steps,
         n_steps=n_steps,
+        n=len(x),
     )
     data = (jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32))
     start = jax.vmap(lambda k: prior.sample(k, {"w": jnp.zeros((N_ROWS, D_IN))}))(
         jax.random.split(jax.random.key(2), N_CHAINS)
     )
-    final, acc = chain_runner(kernel, data)(start, mh=True)
+    final, acc = chain_runner(engine, target, data)(start, mh=True)
     assert float(acc[-1]) > 0.6
     w = np.asarray(final["w"], np.float64)  # (N, 2, 4)
     for r in range(N_ROWS):
@@ -181,18 +183,20 @@ def test_samples_a_gaussian_posterior_with_an_empcov_preconditioner():
 def simple_stepper(step_size: float, n_steps: int):
     """64 chains of the regression posterior at theta = 0 and a compiled, vmapped step."""
     x, y, *_ = regression_problem()
-    kernel = build_kernel(
+    engine, target = engine_and_target(
         regression_loglik,
         Gaussian(1.0),
         {"theta": jnp.zeros(D)},
         step_size=step_size,
         n_steps=n_steps,
+        n=N_DATA,
     )
     data = (jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32))
-    state = jax.jit(jax.vmap(kernel.init, (0, None)))({"theta": jnp.zeros((64, D))}, data)
-    step = jax.jit(jax.vmap(kernel.step, (0, 0, None, None)))
+    init = jax.jit(jax.vmap(lambda q: engine.init(target, q, data)))
+    state = init({"theta": jnp.zeros((64, D))})
+    step = jax.jit(jax.vmap(lambda k, s, w: engine.step(target, k, s, data, w), (0, 0, None)))
     keys = jax.random.split(jax.random.key(0), 64)
-    return lambda mh: step(keys, state, data, jnp.asarray(mh)), state
+    return lambda mh: step(keys, state, jnp.asarray(not mh)), state
 
 
 def test_without_mh_every_stable_proposal_is_accepted():
@@ -241,11 +245,14 @@ def test_nan_loglik_at_the_proposal_is_rejected(mh):
         theta = params["theta"]
         return jnp.where(jnp.all(theta == 0.0), -0.5 * jnp.sum(theta**2), jnp.nan)[None]
 
-    kernel = build_kernel(loglik, Gaussian(1.0), {"theta": jnp.zeros(D)}, step_size=0.1, n_steps=3)
+    engine, target = engine_and_target(
+        loglik, Gaussian(1.0), {"theta": jnp.zeros(D)}, step_size=0.1, n_steps=3
+    )
     data = (jnp.zeros((1, 1)), jnp.zeros(1, jnp.int32))
-    state = jax.jit(kernel.init)({"theta": jnp.zeros(D)}, data)
+    state = eqx.filter_jit(engine.init)(target, {"theta": jnp.zeros(D)}, data)
     assert np.isfinite(state.logdensity)
-    new, info = jax.jit(kernel.step)(jax.random.key(0), state, data, jnp.asarray(mh))
+    step = eqx.filter_jit(engine.step)
+    new, info = step(target, jax.random.key(0), state, data, jnp.asarray(not mh))
     assert not bool(info.accepted)
     assert bool(info.diverging)
     assert float(info.acceptance_rate) == 0.0
@@ -272,8 +279,8 @@ def test_log_accept_ratio_is_accurate_where_float32_totals_are_large():
 
     prior = Gaussian(1.0)
     h, n_steps = 1e-3, 5  # posterior sd 1/sqrt(n) = 3e-3, omega = 316: h * omega = 0.3
-    kernel = build_kernel(
-        loglik, prior, {"theta": jnp.zeros(d)}, step_size=h, n_steps=n_steps, step_jitter=0.0
+    engine, target = engine_and_target(
+        loglik, prior, {"theta": jnp.zeros(d)}, step_size=h, n_steps=n_steps, n=n, step_jitter=0.0
     )
     y64 = y.astype(np.float64)
 
@@ -281,12 +288,12 @@ def test_log_accept_ratio_is_accurate_where_float32_totals_are_large():
         return np.sum(y64 - t, axis=0) - t
 
     theta0 = y64.mean(0) * n / (n + 1) + rng.normal(size=d) / math.sqrt(n)
-    state = jax.jit(kernel.init)({"theta": jnp.asarray(theta0, jnp.float32)}, data)
-    step = jax.jit(kernel.step)
+    state = eqx.filter_jit(engine.init)(target, {"theta": jnp.asarray(theta0, jnp.float32)}, data)
+    step = eqx.filter_jit(engine.step)
     naive_errors, tols = [], []
     for i in range(5):
         key = jax.random.key(i)
-        new, info = step(key, state, data, jnp.asarray(False))  # always keep the proposal
+        new, info = step(target, key, state, data, jnp.asarray(True))  # warmup: keep it
         # the momentum the kernel drew, then the same trajectory in float64
         p0 = prior_metric([None]).sample_momentum(jax.random.split(key, 3)[0], state.position)
         p = np.asarray(p0["theta"], np.float64)
@@ -396,16 +403,17 @@ def test_one_gradient_evaluation_per_leapfrog_step():
     x, y, *_ = regression_problem()
     data = (jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32))
     n_steps = 7
-    kernel = build_kernel(
-        loglik, Gaussian(1.0), {"theta": jnp.zeros(D)}, step_size=0.05, n_steps=n_steps
+    engine, target = engine_and_target(
+        loglik, Gaussian(1.0), {"theta": jnp.zeros(D)}, step_size=0.05, n_steps=n_steps, n=N_DATA
     )
-    assert kernel.n_steps == n_steps and kernel.step_size == 0.05
-    state = jax.jit(kernel.init)({"theta": jnp.zeros(D)}, data)
+    assert engine.n_steps == n_steps and engine.step_size == jnp.float32(0.05)
+    state = eqx.filter_jit(engine.init)(target, {"theta": jnp.zeros(D)}, data)
     jax.effects_barrier()
     assert len(calls) == 1
-    step = jax.jit(kernel.step)
+    step = eqx.filter_jit(engine.step)
     for i in range(3):
         calls.clear()
-        state, _ = step(jax.random.key(i), state, data, jnp.asarray(i > 0))
+        state, info = step(target, jax.random.key(i), state, data, jnp.asarray(i == 0))
         jax.effects_barrier()
         assert len(calls) == n_steps  # the start gradient is carried over, none recomputed
+        assert int(info.n_steps) == n_steps

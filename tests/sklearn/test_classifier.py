@@ -116,7 +116,7 @@ def test_string_labels_map_to_classes_in_sorted_order(iris):
 
 @pytest.mark.parametrize(
     ("inference", "method"),
-    [("ensemble", "deep_ensemble"), ("sgld", "sgld"), ("vi", "mfvi")],
+    [("ensemble", "deep_ensemble"), ("sgld", "sgld"), ("vi", "mfvi"), ("mala", "mala")],
 )
 def test_other_engines_fit(blobs, inference, method):
     x, y = blobs
@@ -155,7 +155,7 @@ def test_a_chain_that_never_moves_is_an_error(blobs, monkeypatch):
         params, static = partition_params(problem.model)
         return Posterior(static, empty_draws(params), attrs={"step_size": 0.5})
 
-    monkeypatch.setitem(engines.ENGINES, "hmc", rejecting_everything)
+    monkeypatch.setitem(engines.ENGINES, "hmc", engines.Engine(rejecting_everything, "rejects"))
     with pytest.raises(RuntimeError, match=r"hmc never moved.*step size 0.5"):
         BNNClassifier("hmc", hidden=(4,)).fit(*blobs)
 
