@@ -6,11 +6,11 @@ import jax
 import numpy as np
 import pytest
 
+from bnn_shift.inference import posterior as posterior_module
 from bnn_shift.inference.posterior import Posterior, stack_draws
 from bnn_shift.models import MLP
 from bnn_shift.models.params import partition_params
 from bnn_shift.shift import evaluate, noise_sweep, predict
-from bnn_shift.inference import posterior as posterior_module
 from bnn_shift.shift.predictors import has_draws
 
 N_DRAWS, N, K = 4, 9, 3
