@@ -86,6 +86,7 @@ def test_debug_shows_the_exception(tmp_path):
         main([*TINY, "--priors", "horseshoe", "--out", str(tmp_path), "--debug"])
 
 
+@pytest.mark.slow
 def test_diagnose_prints_rhat_for_a_two_chain_run(tmp_path, capsys):
     out = tmp_path / "run"
     args = [*TINY, "--n-iterations", "8", "--n-chains", "2", "--no-map", "--out", str(out)]

@@ -26,6 +26,7 @@ def test_docs_site_builds_strict(tmp_path):
     assert 'id="bnn_shift.priors.EmpCov.from_data"' in reference  # docstrings were rendered
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", ["getting-started.md"])
 def test_python_examples_run(page):
     text = (ROOT / "docs" / page).read_text()

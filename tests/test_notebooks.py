@@ -11,6 +11,8 @@ import nbclient
 import nbformat
 import pytest
 
+pytestmark = pytest.mark.slow  # executes every notebook: the full tier
+
 ROOT = Path(__file__).parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 TIMEOUT_S = 300  # per cell; each notebook runs in well under a minute on 2 idle CPU cores

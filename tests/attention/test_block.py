@@ -6,6 +6,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from scipy.special import erf
 
 from bnn_shift.attention import (
@@ -68,6 +69,7 @@ class TinyClassifier(eqx.Module):
         return apply_linear(self.head, jnp.mean(self.norm(h), axis=0))
 
 
+@pytest.mark.slow
 def test_a_model_built_from_blocks_runs_under_hmc():
     x = tokens((24, T, 3), 1)
     y = (x[:, :, 0].sum(1) > 0).astype(np.int32)

@@ -13,6 +13,7 @@ TINY = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_written_config_repeats_the_run_bit_for_bit(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     assert main([*TINY, "--out", str(first)]) == 0

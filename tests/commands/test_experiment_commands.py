@@ -81,6 +81,7 @@ def test_forecast_command_reports_a_clear_error_for_a_missing_file(tmp_path, cap
     assert "nope.csv is not a file" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_compare_priors_runs_hmc_on_the_attention_model(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["compare-priors", "--dataset", "digits", "--model", "attention", "--patch-size", "4"]
@@ -130,6 +131,7 @@ def test_attention_priors_take_empcov_first_and_put_the_gains_at_one_std():
     assert change == pytest.approx(n_gains * (49.5 - np.log(10.0)), abs=0.05)
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_fit_stops_compare_priors_after_saving_its_draws(
     tmp_path, capsys, monkeypatch
 ):

@@ -60,6 +60,7 @@ def test_least_squares_is_exact_once_it_has_d_points():
     np.testing.assert_allclose(errors[4:], 0.0, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_tiny_run_end_to_end(tmp_path):
     config = ICLConfig(
         d_inputs=(4,),

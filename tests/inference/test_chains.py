@@ -68,6 +68,7 @@ def test_thinning_keeps_every_kth_draw(data):
     assert post.attrs["thin"] == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_chains", [1, 2])
 def test_iterations_per_call_does_not_change_the_chain(data, n_chains):
     """Blocks of several iterations per compiled call give bit for bit the one-per-call chain."""

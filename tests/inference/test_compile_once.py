@@ -60,7 +60,9 @@ FITS = {
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # too short to converge, on purpose
-@pytest.mark.parametrize("engine", list(FITS))
+@pytest.mark.parametrize(
+    "engine", [pytest.param(e, marks=pytest.mark.slow) if e == "hmc-auto" else e for e in FITS]
+)
 def test_a_second_identical_fit_compiles_nothing(engine):
     data = load_digits().subset(60, 10, seed=0)
     model = MLP(64, (8,), 10, key=jax.random.key(0))

@@ -66,6 +66,8 @@ from .exact_targets import (
     posterior_chains,
 )
 
+pytestmark = pytest.mark.slow  # statistical suite, minutes of sampling: the full tier
+
 # --- the regression problem -------------------------------------------------------------------
 
 N_DATA, N_FEATURES, DEAD = 40, 5, 4  # DEAD: the all-zero feature column

@@ -233,6 +233,7 @@ def digits():
     return numpyro_model(model, prior, temperature=0.8), model, x, y, ds.flat("test")
 
 
+@pytest.mark.slow
 def test_nuts_runs_and_becomes_a_posterior(digits):
     fn, model, x, y, x_test = digits
     kernel = NUTS(fn, init_strategy=init_to_value(values=params_to_sites(model)), max_tree_depth=5)
@@ -254,6 +255,7 @@ def test_nuts_runs_and_becomes_a_posterior(digits):
     assert jax.tree.structure(first) == jax.tree.structure(partition_params(model)[0])
 
 
+@pytest.mark.slow
 def test_svi_autonormal_runs(digits):
     fn, model, x, y, _ = digits
     guide = AutoNormal(fn, init_loc_fn=init_to_value(values=params_to_sites(model)))

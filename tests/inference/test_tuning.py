@@ -153,6 +153,7 @@ def _auto_run(digits, **kwargs):
     )
 
 
+@pytest.mark.slow
 def test_hmc_auto_step_size_is_recorded_and_sets_leapfrog_count(digits):
     run = _auto_run(digits)
     h = run.attrs["step_size"]

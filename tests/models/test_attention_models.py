@@ -277,7 +277,10 @@ def _hmc_case(name, icl, char_lm, forecaster):
 
 
 # the classifier runs under HMC in tests/commands/test_experiment_commands.py (compare-priors)
-@pytest.mark.parametrize("name", ["icl", "char_lm", "forecaster"])
+@pytest.mark.parametrize(
+    "name",
+    ["icl", *(pytest.param(n, marks=pytest.mark.slow) for n in ("char_lm", "forecaster"))],
+)
 def test_models_run_under_hmc(name, icl, char_lm, forecaster):
     model, x, y, likelihood = _hmc_case(name, icl, char_lm, forecaster)
     posterior = hmc(
@@ -301,6 +304,7 @@ def test_models_run_under_hmc(name, icl, char_lm, forecaster):
     assert any(not np.allclose(d[-1], s) for d, s in zip(draws, start))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["char_lm", "forecaster"])
 def test_sequence_predictions_are_averaged_over_chains(name, icl, char_lm, forecaster):
     """Running averages of per-position predictions (m, T, ...) with several chains and an

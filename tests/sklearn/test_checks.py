@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from bnn_shift.sklearn import BNNClassifier, BNNRegressor, expected_failed_checks
 
-# The checks test the scikit-learn contract and fit ~50 times per estimator, each fit compiling
-# its own program, so the networks are linear (hidden=(), the cheapest to compile): MAP for both
-# estimators, and the default engine, HMC with its tuned step, for the classifier on short
+pytestmark = pytest.mark.slow  # scikit-learn's whole estimator-check suite: the full tier
+
+# The checks test the scikit-learn contract and fit ~50 times per estimator, data of new shapes
+# compiling new programs, so the networks are linear (hidden=(), the cheapest to compile): MAP
+# for both estimators, and the default engine, HMC with its tuned step, for the classifier on short
 # trajectories from the random start. Hidden layers and the other engines are tested in the
 # other files here.
 CHECKED = [

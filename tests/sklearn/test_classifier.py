@@ -51,6 +51,7 @@ def hmc_pipeline(digits):
     return make_pipeline(StandardScaler(), BNNClassifier("hmc", **FAST)).fit(x_train, y_train)
 
 
+@pytest.mark.slow
 def test_pipeline_with_hmc_on_digits(digits, hmc_pipeline):
     _, x_test, _, y_test = digits
     clf = hmc_pipeline[-1]
@@ -60,6 +61,7 @@ def test_pipeline_with_hmc_on_digits(digits, hmc_pipeline):
     assert hmc_pipeline.score(x_test, y_test) > 0.9  # a linear model gets about 0.95 here
 
 
+@pytest.mark.slow
 def test_hmc_predict_proba_rows_sum_to_one(digits, hmc_pipeline):
     _, x_test, _, _ = digits
     probs = hmc_pipeline.predict_proba(x_test)

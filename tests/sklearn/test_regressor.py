@@ -27,6 +27,7 @@ def line():
     return x, 2 * x[:, 0] - x[:, 1] + 0.3 * rng.normal(size=400)
 
 
+@pytest.mark.slow
 def test_hmc_predictive_mean_fits_a_sine(sine):
     x, y = sine
     reg = BNNRegressor(
