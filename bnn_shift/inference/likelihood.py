@@ -177,13 +177,23 @@ def gaussian_likelihood(noise_std: float | Sequence[float] | None = 1.0) -> Like
     """y_i ~ N(f(x_i), noise_std^2) independently per target, for models returning k means per
     example (noise_std a float, or one per target); noise_std=None learns the noise: the model
     returns 2k values per example, k means then k log standard deviations (heteroscedastic)."""
-    if noise_std is not None:
-        noise_std = np.asarray(noise_std, np.float32)
-        if noise_std.ndim > 1 or not (np.all(np.isfinite(noise_std)) and np.all(noise_std > 0)):
-            raise ValueError(
-                f"noise_std must be finite and > 0, a float or one per target (or None to learn "
-                f"it), got {noise_std}"
-            )
+    if noise_std is None:
+        return _gaussian_likelihood(None)
+    noise = np.asarray(noise_std, np.float32)
+    if noise.ndim > 1 or not (np.all(np.isfinite(noise)) and np.all(noise > 0)):
+        raise ValueError(
+            f"noise_std must be finite and > 0, a float or one per target (or None to learn "
+            f"it), got {noise}"
+        )
+    return _gaussian_likelihood((noise.ndim, tuple(noise.ravel().tolist())))
+
+
+@functools.cache  # one object per noise setting: programs keyed on it are compiled once
+def _gaussian_likelihood(setting: tuple[int, tuple[float, ...]] | None) -> Likelihood:
+    """gaussian_likelihood for a checked setting: None, or (ndim, noise stds)."""
+    noise_std = None
+    if setting is not None:
+        noise_std = np.asarray(setting[1], np.float32).reshape((-1,) if setting[0] else ())
     per_mean = 1 if noise_std is not None else 2
 
     def loglik(params: PyTree, static: PyTree, x: jax.Array, y: jax.Array) -> jax.Array:  # (n,)
