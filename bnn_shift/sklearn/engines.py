@@ -77,18 +77,19 @@ def _run(engine: Callable[..., Posterior], p: Problem, s: Settings, **settings) 
     )
 
 
+def _chains(s: Settings) -> dict:
+    """The settings every step-size sampler (hmc, mala) takes."""
+    return {
+        "step_size": s.step_size,
+        "n_iterations": s.n_iterations,
+        "n_burnin": s.n_burnin,
+        "temperature": s.temperature,
+        "n_chains": s.n_chains,
+    }
+
+
 def _hmc(p: Problem, s: Settings) -> Posterior:
-    return _run(
-        hmc,
-        _start(p, s),
-        s,
-        step_size=s.step_size,
-        n_iterations=s.n_iterations,
-        n_burnin=s.n_burnin,
-        trajectory_length=s.trajectory_length,
-        temperature=s.temperature,
-        n_chains=s.n_chains,
-    )
+    return _run(hmc, _start(p, s), s, trajectory_length=s.trajectory_length, **_chains(s))
 
 
 def _nuts(p: Problem, s: Settings) -> Posterior:
@@ -140,16 +141,7 @@ def _vi(p: Problem, s: Settings) -> Posterior:
 
 
 def _mala(p: Problem, s: Settings) -> Posterior:
-    return _run(
-        mala,
-        _start(p, s),
-        s,
-        step_size=s.step_size,
-        n_iterations=s.n_iterations,
-        n_burnin=s.n_burnin,
-        temperature=s.temperature,
-        n_chains=s.n_chains,
-    )
+    return _run(mala, _start(p, s), s, **_chains(s))
 
 
 @dataclass(frozen=True)
