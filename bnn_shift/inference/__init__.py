@@ -33,6 +33,7 @@ from bnn_shift.inference.nuts import NUTS, NUTSInfo, NUTSState, nuts
 from bnn_shift.inference.posterior import Posterior
 from bnn_shift.inference.sampler import hmc, prepare_chains, sample_chains
 from bnn_shift.inference.sgmcmc import SGMCMC, SGMCMCInfo, SGMCMCState, sgld
+from bnn_shift.inference.swag import SWAG, SWAGInfo, SWAGState, swag
 from bnn_shift.inference.target import Target
 from bnn_shift.inference.tuning import (
     StabilityCheck,
@@ -51,6 +52,7 @@ __all__ = [
     "NUTS",
     "SEQUENCE_CATEGORICAL",
     "SGMCMC",
+    "SWAG",
     "EmpCovDistribution",
     "EpochEngine",
     "FullBatchSampler",
@@ -68,6 +70,8 @@ __all__ = [
     "Posterior",
     "SGMCMCInfo",
     "SGMCMCState",
+    "SWAGInfo",
+    "SWAGState",
     "StabilityCheck",
     "StepSizeTuning",
     "Target",
@@ -94,6 +98,7 @@ __all__ = [
     "sequence_gaussian_likelihood",
     "sgld",
     "stable_step_size",
+    "swag",
     "to_params",
     "tune_step_size",
 ]

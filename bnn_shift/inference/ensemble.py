@@ -54,7 +54,7 @@ def deep_ensemble(
     stats: "loss" (n_epochs,) the mean over members of map_fit's per-epoch loss, and
     "loss_member{i}" (n_epochs,) each member's; draw_chain is the member index.
     """
-    starts, static, how = _member_starts(model, n_members, init_fn, seed)
+    starts, static, how = member_starts(model, n_members, init_fn, seed)
     problem = prepare_epochs(
         eqx.combine(starts[0], static), prior, x, y,
         likelihood=likelihood, batch_size=batch_size, n_epochs=n_epochs,
@@ -88,7 +88,7 @@ def deep_ensemble(
     )
 
 
-def _member_starts(model, n_members, init_fn, seed) -> tuple[list[PyTree], PyTree, str]:
+def member_starts(model, n_members, init_fn, seed) -> tuple[list[PyTree], PyTree, str]:
     """-> (params of each member, the shared static structure, "models" | "init_fn")."""
     if isinstance(model, list | tuple):
         if init_fn is not None:

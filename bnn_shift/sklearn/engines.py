@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 import jax
 import numpy as np
 
-from bnn_shift.inference import deep_ensemble, hmc, mala, map_fit, mfvi, nuts, sgld
+from bnn_shift.inference import deep_ensemble, hmc, mala, map_fit, mfvi, nuts, sgld, swag
 from bnn_shift.inference.likelihood import Likelihood
 from bnn_shift.inference.posterior import Posterior
 from bnn_shift.priors.base import Prior
@@ -144,6 +144,16 @@ def _mala(p: Problem, s: Settings) -> Posterior:
     return _run(mala, _start(p, s), s, **_chains(s))
 
 
+def _swag(p: Problem, s: Settings) -> Posterior:
+    return _run(swag, _start(p, s), s, **_epochs(s, len(p.x)))
+
+
+def _multiswag(p: Problem, s: Settings) -> Posterior:
+    members = _ensemble(p, s)
+    starts = [members.draw(i) for i in range(members.n_draws)]
+    return _run(swag, replace(p, model=starts), s, **_epochs(s, len(p.x)))
+
+
 @dataclass(frozen=True)
 class Engine:
     """An `inference=` name's runner and its one-line description."""
@@ -162,6 +172,8 @@ ENGINES: dict[str, Engine] = {
     "ensemble": Engine(_ensemble, "n_members MAP fits from different initialisations"),
     "sgld": Engine(_sgld, "SGLD: epochs at learning_rate, draws from the second half"),
     "vi": Engine(_vi, "mean-field Gaussian VI: epochs of Adam at learning_rate"),
+    "swag": Engine(_swag, "SWAG: epochs of SGD at learning_rate from the MAP fit"),
+    "multiswag": Engine(_multiswag, "MultiSWAG: SWAG from each of n_members MAP fits"),
 }
 
 

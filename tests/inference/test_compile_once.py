@@ -7,7 +7,7 @@ import pytest
 from jax import monitoring
 
 from bnn_shift.data import load_digits
-from bnn_shift.inference import deep_ensemble, hmc, mala, map_fit, mfvi, nuts, sgld
+from bnn_shift.inference import deep_ensemble, hmc, mala, map_fit, mfvi, nuts, sgld, swag
 from bnn_shift.models import MLP
 from bnn_shift.priors import Gaussian
 
@@ -54,6 +54,9 @@ FITS = {
         batch_size=20,
         n_burnin_epochs=1,
         **kw,
+    ),
+    "swag": lambda m, *d, **kw: swag(
+        m, Gaussian(0.3), *d, learning_rate=0.01, n_epochs=3, batch_size=20, n_samples=2, **kw
     ),
     "mfvi": lambda m, *d, **kw: mfvi(m, Gaussian(0.3), *d, n_epochs=3, learning_rate=0.01, **kw),
 }

@@ -118,7 +118,14 @@ def test_string_labels_map_to_classes_in_sorted_order(iris):
 
 @pytest.mark.parametrize(
     ("inference", "method"),
-    [("ensemble", "deep_ensemble"), ("sgld", "sgld"), ("vi", "mfvi"), ("mala", "mala")],
+    [
+        ("ensemble", "deep_ensemble"),
+        ("sgld", "sgld"),
+        ("vi", "mfvi"),
+        ("mala", "mala"),
+        ("swag", "swag"),
+        ("multiswag", "multiswag"),
+    ],
 )
 def test_other_engines_fit(blobs, inference, method):
     x, y = blobs
