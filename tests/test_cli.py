@@ -68,6 +68,21 @@ def test_compare_priors_runs_another_sampler(tmp_path, capsys):
     assert posterior.n_draws > 0
 
 
+@pytest.mark.slow
+def test_compare_priors_fits_swag_baselines(tmp_path, capsys):
+    """--baselines swag,multiswag: SWAG from the MAP fit, MultiSWAG from three MAP fits."""
+    out = tmp_path / "run"
+    args = [*TINY, "--priors", "gaussian", "--baselines", "swag,multiswag", "--swag-epochs", "4"]
+    assert main([*args, "--out", str(out)]) == 0
+    table = pd.read_csv(out / "metrics.csv")
+    assert set(table.method) == {"map", "swag", "multiswag", "hmc-gaussian"}
+    data = load_digits()
+    model_like = MLP(data.n_features, (16,), data.n_classes, key=jax.random.key(1))
+    multi = Posterior.load(out / "posterior-multiswag.nc", model_like)
+    assert multi.kind == "variational" and multi.attrs["n_members"] == 3
+    assert set(multi.draw_chain.tolist()) == {0, 1, 2}
+
+
 def test_bad_flag_is_one_clear_line(tmp_path, capsys):
     code = main([*TINY, "--priors", "gaussian,horseshoe", "--out", str(tmp_path)])
     err = capsys.readouterr().err

@@ -14,8 +14,9 @@ import pandas as pd
 
 from bnn_shift.attention import LayerNorm
 from bnn_shift.data import DataNotFoundError, Dataset, load_dataset
-from bnn_shift.inference import Posterior, default_trajectory_length, hmc, mala, map_fit
+from bnn_shift.inference import Posterior, default_trajectory_length, hmc, mala, map_fit, swag
 from bnn_shift.inference.convergence import max_rhat
+from bnn_shift.inference.ensemble import member_seeds
 from bnn_shift.inference.kernel import DEFAULT_STEP_JITTER
 from bnn_shift.models import MLP, AttentionClassifier, LeNet5
 from bnn_shift.priors import PRIORS, ByPath, Gaussian, Prior, by_path, make_prior
@@ -24,6 +25,7 @@ from bnn_shift.typing import PyTree
 
 MODELS = ("mlp", "lenet", "attention")
 SAMPLERS = ("hmc", "mala")
+BASELINES = ("swag", "multiswag")
 GAIN_PRIOR_SCALE = 1.0  # LayerNorm gains start at 1: one prior std from 0 (not ten, as at 0.1)
 
 
@@ -48,6 +50,11 @@ class ComparePriorsConfig:
     sampler: str = "hmc"  # the full-batch engine run per prior: "hmc" or "mala"
     priors: tuple[str, ...] = ("gaussian", "empcov")  # one HMC run per bnn_shift.priors.PRIORS name
     include_map: bool = True  # also fit MAP with the Gaussian prior
+    baselines: tuple[str, ...] = ()  # post-hoc baselines from MAP fits: swag, multiswag
+    swag_epochs: int = 20  # SGD epochs of SWAG (iterates collected over the second half)
+    swag_learning_rate: float = 1e-2  # SWAG's constant SGD learning rate (mean-loss units)
+    swag_batch_size: int = 100
+    swag_members: int = 3  # MultiSWAG: SWAG runs from this many MAP fits
     prior_scale: float = 0.1  # sigma of the Gaussian prior; the others are matched to it
     empcov_eps: float = 1e-8  # EmpCov prior variance along directions the data never varies in
     step_size: float | str = 1e-3  # or "auto": dual averaging to 0.8 acceptance
@@ -72,13 +79,18 @@ class ComparePriorsConfig:
             raise ValueError(f"unknown sampler {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
-        if not self.priors and not self.include_map:
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise ValueError(f"unknown baselines {unknown}; choose from {', '.join(BASELINES)}")
+        if not self.priors and not self.include_map and not self.baselines:
             raise ValueError("nothing to fit: give at least one prior or include MAP")
 
     @property
     def methods(self) -> tuple[str, ...]:
-        """Method names in fitting order: "map", then "<sampler>-<prior>" per prior."""
-        return ("map",) * self.include_map + tuple(f"{self.sampler}-{p}" for p in self.priors)
+        """Method names in fitting order: "map", the baselines, then "<sampler>-<prior>" per
+        prior."""
+        samplers = tuple(f"{self.sampler}-{p}" for p in self.priors)
+        return ("map",) * self.include_map + tuple(self.baselines) + samplers
 
     @classmethod
     def paper(cls, **overrides) -> ComparePriorsConfig:
@@ -186,10 +198,10 @@ def fit_method(
     data: Dataset,
     progress: bool,
 ) -> Posterior:
-    """Fit "map" or "<sampler>-<prior>" from the same initial network."""
+    """Fit "map", a baseline or "<sampler>-<prior>" from the same initial network."""
     model = initial_model(config, data)
     trajectory_length = config.trajectory_length
-    if method == "map":
+    if method == "map" or method in BASELINES:
         prior = Gaussian(config.prior_scale)
     else:
         prior = make_prior(
@@ -204,18 +216,9 @@ def fit_method(
         trajectory_length = trajectory_length or default_trajectory_length(prior)
         prior = with_gain_prior(prior, config.gain_prior_scale)
     if method == "map":
-        return map_fit(
-            model,
-            prior,
-            data.x_train,
-            data.y_train,
-            n_epochs=config.map_epochs,
-            learning_rate=config.map_learning_rate,
-            batch_size=config.map_batch_size,
-            optimizer="adam" if config.map_batch_size is None else "sgd",
-            seed=config.seed,
-            progress=progress,
-        )
+        return fit_map(model, prior, config, data, progress)
+    if method in BASELINES:
+        return fit_swag(method, model, prior, config, data, progress)
     chains = {
         "step_size": config.step_size,
         "keep": config.keep,
@@ -237,6 +240,55 @@ def fit_method(
         trajectory_length=trajectory_length,
         precision=config.precision,
         **chains,
+    )
+
+
+def fit_map(
+    model: PyTree, prior: Prior, config: ComparePriorsConfig, data: Dataset, progress: bool
+) -> Posterior:
+    """MAP from `model` with the configured optimiser settings."""
+    return map_fit(
+        model,
+        prior,
+        data.x_train,
+        data.y_train,
+        n_epochs=config.map_epochs,
+        learning_rate=config.map_learning_rate,
+        batch_size=config.map_batch_size,
+        optimizer="adam" if config.map_batch_size is None else "sgd",
+        seed=config.seed,
+        progress=progress,
+    )
+
+
+def fit_swag(
+    method: str,
+    model: PyTree,
+    prior: Prior,
+    config: ComparePriorsConfig,
+    data: Dataset,
+    progress: bool,
+) -> Posterior:
+    """SWAG from the MAP fit of `model`, or MultiSWAG from the MAP fits of swag_members
+    networks initialised with seeds member_seeds(seed, swag_members)."""
+    if method == "swag":
+        starts = [fit_map(model, prior, config, data, progress).draw(0)]
+    else:
+        inits = [
+            initial_model(dataclasses.replace(config, seed=s), data)
+            for s in member_seeds(config.seed, config.swag_members)
+        ]
+        starts = [fit_map(m, prior, config, data, progress).draw(0) for m in inits]
+    return swag(
+        starts if method == "multiswag" else starts[0],
+        prior,
+        data.x_train,
+        data.y_train,
+        learning_rate=config.swag_learning_rate,
+        n_epochs=config.swag_epochs,
+        batch_size=min(config.swag_batch_size, len(data.y_train)),
+        seed=config.seed,
+        progress=progress,
     )
 
 

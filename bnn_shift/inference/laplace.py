@@ -30,16 +30,25 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from bnn_shift.inference.likelihood import Likelihood
-from bnn_shift.models.params import combine_params, path_to_str
+from bnn_shift.inference.map import map_fit
+from bnn_shift.inference.posterior import Posterior
+from bnn_shift.inference.target import Target, make_target
+from bnn_shift.models.params import combine_params, param_paths, partition_params, path_to_str
+from bnn_shift.priors.base import Prior
 from bnn_shift.priors.compose import Selector, selects
+from bnn_shift.priors.empcov import EmpCov
+from bnn_shift.priors.gaussian import Gaussian
 from bnn_shift.typing import PyTree
 
 HESSIANS = ("full", "diag", "kron")
@@ -115,7 +124,7 @@ def _jacobians(
     params: PyTree, static: PyTree, selected: tuple[int, ...], x: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
     """Outputs f (b, k) and their Jacobians J (b, k, d) by the subset at `params`."""
-    theta = jnp.asarray(_subset_vector_traced(params, selected))
+    theta = _subset_vector_device(params, selected)
 
     def outputs(t, xi):
         return combine_params(_with_subset(params, selected, t), static)(xi).astype(jnp.float32)
@@ -124,7 +133,8 @@ def _jacobians(
     return f, jax.vmap(jax.jacrev(outputs), in_axes=(None, 0))(theta, x)
 
 
-def _subset_vector_traced(params: PyTree, selected: tuple[int, ...]) -> jax.Array:
+def _subset_vector_device(params: PyTree, selected: tuple[int, ...]) -> jax.Array:
+    """The subset's leaves as one float32 vector (d,), on the device."""
     leaves = jax.tree.leaves(params)
     return jnp.concatenate([leaves[i].ravel().astype(jnp.float32) for i in selected])
 
@@ -144,6 +154,8 @@ def _ggn_full(jac: jax.Array, lam: jax.Array) -> jax.Array:  # (d, d)
 @jax.jit
 def _ggn_diag(jac: jax.Array, lam: jax.Array) -> jax.Array:  # (d,)
     return jnp.einsum("bkd,bkl,bld->d", jac, lam, jac, precision="highest")
+
+
 def _batches(x: np.ndarray, y: np.ndarray | None, per_example: int):
     """(x, y) chunks holding at most CHUNK_FLOATS Jacobian entries (y None: None chunks)."""
     step = max(1, CHUNK_FLOATS // max(per_example, 1))
@@ -403,3 +415,506 @@ class Curvature:
 
     def ggn_eigenvalues(self) -> np.ndarray:  # (d,)
         return np.concatenate([block.ggn_eigenvalues() for _, block in self.blocks])
+
+
+# --- KFAC factors -------------------------------------------------------------------------------
+
+
+class _Tap:
+    """Stands in for an `eqx.nn.Linear` in one forward pass: adds a zero probe to its outputs
+    (so d f / d probe is the Jacobian by the layer's outputs) and records its input."""
+
+    def __init__(self, layer: eqx.nn.Linear, probe: jax.Array, seen: list):
+        self.layer, self.probe, self.seen = layer, probe, seen
+
+    def __call__(self, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+        self.seen.append(x)
+        return self.layer(x) + self.probe
+
+
+def _node(root: PyTree, keys: tuple) -> Any:
+    """The node of `root` at a jax key path."""
+    for key in keys:
+        if isinstance(key, jax.tree_util.GetAttrKey):
+            root = getattr(root, key.name)
+        elif isinstance(key, jax.tree_util.SequenceKey):
+            root = root[key.idx]
+        else:
+            root = root[key.key]
+    return root
+
+
+def _replace_nodes(root: PyTree, paths: list[tuple], new: list) -> Any:
+    """`root` with the nodes at the key paths replaced (the root itself for the path ())."""
+    if () in paths:
+        return new[paths.index(())]
+    return eqx.tree_at(lambda m: [_node(m, keys) for keys in paths], root, new)
+
+
+class KronLayer(NamedTuple):
+    """A selected `eqx.nn.Linear`: its key path and which of weight / bias are in the subset."""
+
+    keys: tuple
+    weight: bool
+    bias: bool
+
+
+@eqx.filter_jit
+def _kron_chunk(
+    params: PyTree,
+    static: PyTree,
+    likelihood: Likelihood,
+    layers: tuple[KronLayer, ...],
+    x: jax.Array,
+    y: jax.Array,
+) -> list[tuple[jax.Array, jax.Array]]:
+    """Per layer, (sum_i J_s^T Lambda_i J_s (out, out), sum_i a~ a~^T (in', in')) over a chunk,
+    a~ = [a if weight, 1 if bias]."""
+    model = combine_params(params, static)
+    probes = [jnp.zeros(_node(model, layer.keys).out_features) for layer in layers]
+
+    def tapped(probes, xi):
+        seen = [[] for _ in layers]
+        taps = [_Tap(_node(model, layer.keys), p, s) for layer, p, s in zip(layers, probes, seen)]
+        f = _replace_nodes(model, [layer.keys for layer in layers], taps)(xi).astype(jnp.float32)
+        if any(len(s) != 1 for s in seen):
+            raise ValueError("hessian='kron' needs each selected Linear called once per example")
+        return f, (f, [s[0] for s in seen])
+
+    jac, (f, inputs) = jax.vmap(jax.jacrev(tapped, has_aux=True), in_axes=(None, 0))(probes, x)
+    lam = _output_precisions(likelihood, f, y)
+    out = []
+    for layer, js, a in zip(layers, jac, inputs):
+        parts = ([a.reshape(len(x), -1)] if layer.weight else []) + (
+            [jnp.ones((len(x), 1))] if layer.bias else []
+        )
+        aug = jnp.concatenate(parts, axis=1)
+        g = jnp.einsum("bko,bkl,blp->op", js, lam, js, precision="highest")
+        out.append((g, jnp.einsum("bi,bj->ij", aug, aug, precision="highest")))
+    return out
+
+
+def kron_factors(
+    params: PyTree,
+    static: PyTree,
+    likelihood: Likelihood,
+    x: np.ndarray,
+    y: np.ndarray,
+    layers: tuple[KronLayer, ...],
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per layer the KFAC factors (G (out, out) = sum_i J_s^T Lambda_i J_s, A (in', in') =
+    mean_i a~ a~^T), float64, so that its GGN block is about G kron A."""
+    sums = None
+    width = sum(_node(params, layer.keys).weight.shape[0] for layer in layers)
+    for xb, yb in _batches(x, y, _n_outputs(params, static, x) * (width + 1)):
+        chunk = _kron_chunk(params, static, likelihood, layers, xb, yb)
+        chunk = [(np.asarray(g, np.float64), np.asarray(a, np.float64)) for g, a in chunk]
+        sums = (
+            chunk if sums is None else [(g + cg, a + ca) for (g, a), (cg, ca) in zip(sums, chunk)]
+        )
+    return [(g, a / len(x)) for g, a in sums]
+
+
+def _kron_layers(params: PyTree, selected: tuple[int, ...]) -> dict[KronLayer, list[int]]:
+    """Selected leaves that are a 2-D weight or the bias of an `eqx.nn.Linear`, by layer ->
+    their positions in `selected`."""
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    owners: dict[tuple, dict[str, int]] = {}
+    for at, i in enumerate(selected):
+        keys, leaf = flat[i]
+        name = getattr(keys[-1], "name", None)
+        if isinstance(_node(params, keys[:-1]), eqx.nn.Linear) and name in ("weight", "bias"):
+            if name == "bias" or leaf.ndim == 2:
+                owners.setdefault(keys[:-1], {})[name] = at
+    return {
+        KronLayer(keys, "weight" in parts, "bias" in parts): sorted(parts.values())
+        for keys, parts in owners.items()
+    }
+
+
+# --- the approximation --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LaplaceApprox:
+    """q = N(mean, T P^-1) over the subset's leaves (`selected`, flattening order), the other
+    leaves fixed at `mean`; `curvature` holds the untempered precision P."""
+
+    mean: PyTree  # MAP parameters (host arrays)
+    static: PyTree
+    likelihood: Likelihood
+    selected: tuple[int, ...]
+    curvature: Curvature
+    temperature: float
+    log_joint: float  # log p(D | theta*) + log p(theta*), untempered
+    subset_precision: float | None  # the subset's prior precision when one isotropic Gaussian
+    settings: dict[str, Any]
+
+
+def _sizes(params: PyTree, selected: tuple[int, ...]) -> list[int]:
+    leaves = jax.tree.leaves(params)
+    return [int(leaves[i].size) for i in selected]
+
+
+def _positions(sizes: list[int], which: list[int]) -> np.ndarray:
+    """Positions in the subset vector of the leaves `which` (indices into `sizes`)."""
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    return np.concatenate([np.arange(starts[j], starts[j + 1]) for j in which])
+
+
+def _kron_block(
+    layer: KronLayer,
+    factors: tuple[np.ndarray, np.ndarray],
+    rows: list[np.ndarray],
+    out: int,
+) -> KronBlock:
+    """The layer's KFAC block: prior row precision blockdiag(R_weight, r_bias) over [w_o, b_o]."""
+    in_w = len(factors[1]) - layer.bias
+    r_parts = ([rows[0] if len(rows[0]) == in_w else rows[0][0, 0] * np.eye(in_w)]
+               if layer.weight else []) + ([rows[-1]] if layer.bias else [])  # fmt: skip
+    r = np.zeros((len(factors[1]),) * 2)
+    at = 0
+    for part in r_parts:
+        r[at : at + len(part), at : at + len(part)] = part
+        at += len(part)
+    index = ([np.arange(out * in_w).reshape(out, in_w)] if layer.weight else []) + (
+        [out * in_w * layer.weight + np.arange(out)[:, None]] if layer.bias else []
+    )
+    return KronBlock(factors[0], factors[1], r, np.concatenate(index, axis=1).ravel())
+
+
+def build_curvature(
+    hessian: str,
+    params: PyTree,
+    static: PyTree,
+    likelihood: Likelihood,
+    prior: Prior,
+    data: tuple[np.ndarray, np.ndarray],
+    selected: tuple[int, ...],
+) -> Curvature:
+    """The untempered posterior precision over the subset in the chosen structure."""
+    x, y = data
+    leaves = jax.tree.leaves(params)
+    rows = [row_precisions(prior, params)[i] for i in selected]
+    sizes = _sizes(params, selected)
+    everything = np.arange(sum(sizes))
+    if hessian == "full":
+        block = FullBlock(
+            ggn(params, static, likelihood, x, y, selected), _prior_dense(rows, sizes)
+        )
+        return Curvature(((everything, block),), everything.size)
+    layers = _kron_layers(params, selected) if hessian == "kron" else {}
+    blocks = []
+    factors = kron_factors(params, static, likelihood, x, y, tuple(layers)) if layers else []
+    for layer, factor in zip(layers, factors):
+        which = layers[layer]
+        out = leaves[selected[which[0]]].shape[0]
+        kron = _kron_block(layer, factor, [rows[j] for j in which], out)
+        blocks.append((_positions(sizes, which), kron))
+    rest = [j for j in range(len(selected)) if not any(j in w for w in layers.values())]
+    if rest:
+        subset = tuple(selected[j] for j in rest)
+        diag = ggn(params, static, likelihood, x, y, subset, diagonal=True)
+        prior_diag = _prior_diag([rows[j] for j in rest], [sizes[j] for j in rest])
+        blocks.append((_positions(sizes, rest), DiagBlock(diag, prior_diag)))
+    return Curvature(tuple(blocks), everything.size)
+
+
+@eqx.filter_jit
+def _loglik_sum(target: Target, params: PyTree, x: jax.Array, y: jax.Array) -> jax.Array:
+    return jnp.sum(target.loglik(params, (x, y)))
+
+
+def _isotropic_precision(rows: list[np.ndarray]) -> float | None:
+    """The common precision of the subset's rows when all are one isotropic Gaussian's."""
+    values = {float(r[0, 0]) for r in rows if len(r) == 1}
+    return values.pop() if len(values) == 1 and all(len(r) == 1 for r in rows) else None
+
+
+def fit_laplace(
+    model: PyTree,
+    prior: Prior,
+    x,
+    y,
+    *,
+    subset: Subset = "all",
+    hessian: str = "full",
+    likelihood: str | Likelihood = "categorical",
+    temperature: float = 1.0,
+    fit_map: bool = True,
+    map_settings: dict[str, Any] | None = None,
+) -> LaplaceApprox:
+    """The Laplace approximation around the MAP: `map_fit(model, ..., **map_settings)` first
+    when fit_map, else `model` is taken to be the MAP (any equinox model). See the module
+    docstring for the subset, the structures and what each approximates."""
+    if hessian not in HESSIANS:
+        raise ValueError(f"unknown hessian {hessian!r}; choose one of {HESSIANS}")
+    target, params, x, y = make_target(
+        model, prior, x, y, likelihood=likelihood, temperature=temperature
+    )
+    check_likelihood(target.likelihood)
+    selected = select_leaves(params, subset)
+    d = sum(_sizes(params, selected))
+    if hessian == "full" and d > FULL_LIMIT:
+        raise ValueError(
+            f"hessian='full' is limited to {FULL_LIMIT} parameters (a dense d x d matrix); the "
+            f"subset has {d}: choose a smaller subset (e.g. 'last_layer') or 'diag' / 'kron'"
+        )
+    if fit_map:
+        settings = {"progress": False} | (map_settings or {})
+        fitted = map_fit(model, prior, x, y, likelihood=target.likelihood, **settings)
+        params = partition_params(fitted.draw(0))[0]
+    curvature = build_curvature(
+        hessian, params, target.static, target.likelihood, prior, (x, y), selected
+    )
+    log_joint = float(_loglik_sum(target, params, jnp.asarray(x), jnp.asarray(y)))
+    rows = [row_precisions(prior, params)[i] for i in selected]
+    paths = param_paths(params)
+    return LaplaceApprox(
+        mean=jax.tree.map(np.asarray, params),
+        static=target.static,
+        likelihood=target.likelihood,
+        selected=selected,
+        curvature=curvature,
+        temperature=target.temperature,
+        log_joint=log_joint + float(prior.log_prob(params)),
+        subset_precision=_isotropic_precision(rows),
+        settings={
+            "subset": subset if isinstance(subset, str) else [str(s) for s in subset],
+            "subset_paths": [paths[i] for i in selected],
+            "hessian": hessian,
+            "prior": prior.describe(),
+            "n_train": target.n,
+        },
+    )
+
+
+def log_marginal_likelihood(approx: LaplaceApprox) -> float:
+    """Laplace evidence: log_joint(theta*) / T + (d/2) log 2 pi - 1/2 log det(P / T), the log
+    normaliser of the tempered posterior's Gaussian approximation; at T = 1 the log evidence
+    log p(D) (exact for Bayesian linear regression with known noise and hessian="full"). With
+    a subset it integrates the subset only: log p(D, theta_rest*)."""
+    d, t = approx.curvature.dim, approx.temperature
+    return (
+        approx.log_joint / t
+        + 0.5 * d * math.log(2 * math.pi)
+        - 0.5 * approx.curvature.log_det()
+        + 0.5 * d * math.log(t)
+    )
+
+
+def _subset_tree(approx: LaplaceApprox, flat: np.ndarray, fill: Callable) -> PyTree:
+    """Leaves from (..., d) values over the subset, `fill(leaf)` elsewhere (float32)."""
+    leaves, treedef = jax.tree.flatten(approx.mean)
+    lead = flat.shape[:-1]
+    out = [fill(leaf) for leaf in leaves]
+    at = 0
+    for i in approx.selected:
+        size = leaves[i].size
+        out[i] = flat[..., at : at + size].reshape(*lead, *leaves[i].shape).astype(np.float32)
+        at += size
+    return jax.tree.unflatten(treedef, out)
+
+
+def marginal_std(approx: LaplaceApprox) -> PyTree:
+    """Marginal sds sqrt(T diag P^-1) as a params pytree (0 outside the subset)."""
+    std = np.sqrt(approx.temperature * approx.curvature.variances())
+    return _subset_tree(approx, std, np.zeros_like)
+
+
+def sample_laplace(approx: LaplaceApprox, n_samples: int, seed: int = 0) -> PyTree:
+    """n_samples draws from q as a params pytree with a leading draw axis (host arrays)."""
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    z = np.random.default_rng(seed).standard_normal((n_samples, approx.curvature.dim))
+    centre = _subset_vector(approx.mean, approx.selected)
+    flat = centre + math.sqrt(approx.temperature) * approx.curvature.whiten_inverse(z)
+    return _subset_tree(
+        approx, flat, lambda leaf: np.broadcast_to(leaf, (n_samples, *leaf.shape)).copy()
+    )
+
+
+def laplace(
+    model: PyTree,
+    prior: Prior,
+    x,
+    y,
+    *,
+    subset: Subset = "all",
+    hessian: str = "full",
+    likelihood: str | Likelihood = "categorical",
+    temperature: float = 1.0,
+    n_samples: int = 32,
+    seed: int = 0,
+    fit_map: bool = True,
+    map_settings: dict[str, Any] | None = None,
+) -> Posterior:
+    """`fit_laplace`, then n_samples draws from q -> a "variational" `Posterior` with
+    variational {"mean": MAP, "std": marginal sds (0 outside the subset)} and attrs method
+    "laplace", subset, hessian and log_marginal_likelihood."""
+    approx = fit_laplace(
+        model, prior, x, y, subset=subset, hessian=hessian, likelihood=likelihood,
+        temperature=temperature, fit_map=fit_map, map_settings=map_settings,
+    )  # fmt: skip
+    return Posterior(
+        static=approx.static,
+        draws=sample_laplace(approx, n_samples, seed),
+        attrs=approx.settings
+        | {
+            "method": "laplace",
+            "temperature": approx.temperature,
+            "likelihood": approx.likelihood.describe(),
+            "log_marginal_likelihood": log_marginal_likelihood(approx),
+            "n_samples": n_samples,
+            "seed": seed,
+        },
+        variational={"mean": approx.mean, "std": marginal_std(approx)},
+        kind="variational",
+    )
+
+
+# --- prior scale by the evidence ---------------------------------------------------------------
+
+
+class PriorScaleFit(NamedTuple):
+    scale: float  # the tuned Gaussian prior sd of the subset
+    log_marginal_likelihood: float  # the Laplace evidence at it (fixed MAP and curvature)
+    history: np.ndarray  # (n_steps,) the evidence along the ascent
+
+
+def tune_prior_scale(
+    approx: LaplaceApprox, *, n_steps: int = 300, learning_rate: float = 0.05
+) -> PriorScaleFit:
+    """Adam ascent on s = log sigma of the Laplace evidence with a Gaussian(sigma) prior on the
+    subset, at the fitted MAP theta* and GGN (not refitted: MacKay's fixed-mode evidence):
+
+        L(s) = [log_joint_rest - |theta_s*|^2 / (2 sigma^2) - d log sigma - (d/2) log 2 pi] / T
+               + (d/2) log 2 pi - 1/2 sum_j log(h_j + sigma^-2) + (d/2) log T,
+
+    h_j the eigenvalues of the GGN's structure (exact for full and diag; for kron those of G
+    kron A). Its stationary point solves d sigma^2 = |theta_s*|^2 + T sum_j 1 / (h_j +
+    sigma^-2). Needs the subset's prior to be one isotropic Gaussian (L(s0) is then the
+    approximation's own `log_marginal_likelihood`)."""
+    if approx.subset_precision is None:
+        raise ValueError(
+            "tune_prior_scale needs one isotropic Gaussian prior over the subset; this "
+            f"approximation's prior is {approx.settings['prior']}"
+        )
+    d, t = approx.curvature.dim, approx.temperature
+    theta = _subset_vector(approx.mean, approx.selected)
+    eig = np.clip(approx.curvature.ggn_eigenvalues(), 0, None)
+    s0 = -0.5 * math.log(approx.subset_precision)
+    prior_subset = -0.5 * theta @ theta * approx.subset_precision - d * s0
+    rest = approx.log_joint - prior_subset + 0.5 * d * math.log(2 * math.pi)
+    with jax.enable_x64(True):
+        sq, h = jnp.asarray(theta @ theta), jnp.asarray(eig)
+
+        def evidence(s):
+            log_joint = rest - 0.5 * sq * jnp.exp(-2 * s) - d * s - 0.5 * d * math.log(2 * math.pi)
+            log_det = jnp.sum(jnp.log(h + jnp.exp(-2 * s)))
+            return log_joint / t + 0.5 * d * math.log(2 * math.pi * t) - 0.5 * log_det
+
+        optimizer = optax.adam(learning_rate)
+        s, state, history = jnp.asarray(s0), optimizer.init(jnp.asarray(s0)), []
+        value_and_grad = jax.jit(jax.value_and_grad(evidence))
+        for _ in range(n_steps):
+            value, grad = value_and_grad(s)
+            updates, state = optimizer.update(-grad, state)
+            s, history = optax.apply_updates(s, updates), [*history, float(value)]
+        return PriorScaleFit(float(jnp.exp(s)), float(evidence(s)), np.asarray(history))
+
+
+# --- predictives ---------------------------------------------------------------------------------
+
+
+class LaplacePrediction(NamedTuple):
+    predictive: np.ndarray  # (m, k) class probabilities (categorical) or predictive means
+    f_mean: np.ndarray  # (m, k) mean of the model outputs under q
+    f_var: np.ndarray  # (m, k) their variance (add noise_std^2 for a Gaussian's targets)
+
+
+def approx_from_posterior(posterior: Posterior) -> LaplaceApprox:
+    """A diagonal approximation N(mean, std^2) from a variational `Posterior` ("mean", "std"):
+    what a saved Laplace (or mfvi) posterior keeps, its correlations dropped."""
+    if not {"mean", "std"} <= set(posterior.variational):
+        raise ValueError("the posterior holds no variational 'mean' and 'std' (not a Laplace fit)")
+    mean, std = posterior.variational["mean"], jax.tree.leaves(posterior.variational["std"])
+    selected = tuple(i for i, s in enumerate(std) if np.any(np.asarray(s) > 0))
+    var = np.concatenate([np.asarray(std[i], np.float64).ravel() ** 2 for i in selected])
+    every = np.arange(var.size)
+    block = DiagBlock(np.zeros(var.size), 1.0 / np.where(var > 0, var, np.inf))
+    return LaplaceApprox(
+        mean=jax.tree.map(np.asarray, mean),
+        static=posterior.static,
+        likelihood=posterior.likelihood,
+        selected=selected,
+        curvature=Curvature(((every, block),), var.size),
+        temperature=1.0,
+        log_joint=math.nan,
+        subset_precision=None,
+        settings=dict(posterior.attrs),
+    )
+
+
+def _outputs(params: PyTree, static: PyTree, x: jax.Array) -> jax.Array:  # (m, k)
+    return jax.vmap(combine_params(params, static))(x).astype(jnp.float32)
+
+
+def _summary(samples: np.ndarray, likelihood: Likelihood) -> LaplacePrediction:
+    """Output samples (s, m, k) -> the Monte Carlo predictive."""
+    mean, var = samples.mean(0), samples.var(0)
+    if likelihood.name == "categorical":
+        return LaplacePrediction(np.asarray(jax.nn.softmax(samples, -1)).mean(0), mean, var)
+    return LaplacePrediction(mean, mean, var)
+
+
+def _linearised(approx: LaplaceApprox, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """f(x; theta*) (m, k) and the GLM output covariance T J P^-1 J^T (m, k, k)."""
+    params = jax.tree.map(jnp.asarray, approx.mean)
+    k = _n_outputs(params, approx.static, x)
+    means, covs = [], []
+    for xb, _ in _batches(x, None, k * approx.curvature.dim):
+        f, jac = _jacobians(params, approx.static, approx.selected, xb)
+        means.append(np.asarray(f, np.float64))
+        covs.append(approx.temperature * approx.curvature.quad(np.asarray(jac, np.float64)))
+    return np.concatenate(means), np.concatenate(covs)
+
+
+def laplace_predict(
+    source: LaplaceApprox | Posterior,
+    x,
+    *,
+    method: str = "glm",
+    n_samples: int = 100,
+    seed: int = 0,
+) -> LaplacePrediction:
+    """Predictive on x (m, ...): "mc" (the network at draws of q: a Posterior's own draws, or
+    n_samples new ones), "glm" (the network linearised at theta*, f + J (theta - theta*), so
+    f ~ N(f*, T J P^-1 J^T); classifiers average softmax over n_samples draws of f) or
+    "probit" (classifiers: softmax(f* / sqrt(1 + pi/8 var f))). A Posterior enters through its
+    marginal sds (`approx_from_posterior`) for glm and probit."""
+    if method not in METHODS:
+        raise ValueError(f"unknown predictive method {method!r}; choose one of {METHODS}")
+    approx = source if isinstance(source, LaplaceApprox) else approx_from_posterior(source)
+    if method == "probit" and approx.likelihood.name != "categorical":
+        raise ValueError("the probit predictive is for classifiers (a categorical likelihood)")
+    x = np.asarray(x, np.float32)
+    if method == "mc":
+        if isinstance(source, Posterior):
+            draws = source.predict_draws(x, per_draw=_outputs)
+        else:
+            params = sample_laplace(approx, n_samples, seed)
+            draws = np.asarray(jax.lax.map(lambda p: _outputs(p, approx.static, x), params))
+        return _summary(np.asarray(draws, np.float64), approx.likelihood)
+    f, cov = _linearised(approx, x)
+    var = np.diagonal(cov, axis1=1, axis2=2)
+    if method == "probit":
+        probs = jax.nn.softmax(f / np.sqrt(1 + math.pi / 8 * var), -1)
+        return LaplacePrediction(np.asarray(probs, np.float64), f, var)
+    if approx.likelihood.name != "categorical":
+        return LaplacePrediction(f, f, var)
+    vals, vecs = np.linalg.eigh(cov)
+    root = vecs * np.sqrt(np.clip(vals, 0, None))[:, None, :]  # (m, k, k)
+    z = np.random.default_rng(seed).standard_normal((n_samples, *f.shape))
+    samples = f + np.einsum("mkl,sml->smk", root, z)
+    return LaplacePrediction(np.asarray(jax.nn.softmax(samples, -1)).mean(0), f, var)
