@@ -40,7 +40,12 @@ def add(sub: argparse._SubParsersAction) -> None:
         ("--structure", "structure", str, "attention model: full or mlr"),
         ("--gain-prior-scale", "gain_prior_scale", float, "attention model: LayerNorm gain std"),
         ("--sampler", "sampler", str, "full-batch sampler run per prior: hmc or mala"),
-        ("--baselines", "baselines", names, "post-hoc baselines from MAP fits: swag, multiswag"),
+        (
+            "--baselines",
+            "baselines",
+            names,
+            "from MAP fits: swag, multiswag, laplace-last-layer, laplace-kron, laplace-diag",
+        ),
         ("--swag-epochs", "swag_epochs", int, "SWAG SGD epochs (collects the second half)"),
         ("--swag-learning-rate", "swag_learning_rate", float, "SWAG constant SGD learning rate"),
         ("--priors", "priors", names, "comma-separated priors, one sampler run each"),

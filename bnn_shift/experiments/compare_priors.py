@@ -18,6 +18,7 @@ from bnn_shift.inference import Posterior, default_trajectory_length, hmc, mala,
 from bnn_shift.inference.convergence import max_rhat
 from bnn_shift.inference.ensemble import member_seeds
 from bnn_shift.inference.kernel import DEFAULT_STEP_JITTER
+from bnn_shift.inference.laplace import laplace
 from bnn_shift.models import MLP, AttentionClassifier, LeNet5
 from bnn_shift.priors import PRIORS, ByPath, Gaussian, Prior, by_path, make_prior
 from bnn_shift.shift import evaluate, noise_sweep, plot_metric_vs_severity
@@ -25,7 +26,13 @@ from bnn_shift.typing import PyTree
 
 MODELS = ("mlp", "lenet", "attention")
 SAMPLERS = ("hmc", "mala")
-BASELINES = ("swag", "multiswag")
+# post-hoc baselines from the MAP fit: name -> Laplace (subset, hessian), or SWAG
+LAPLACE = {
+    "laplace-last-layer": ("last_layer", "full"),
+    "laplace-kron": ("all", "kron"),
+    "laplace-diag": ("all", "diag"),
+}
+BASELINES = ("swag", "multiswag", *LAPLACE)
 GAIN_PRIOR_SCALE = 1.0  # LayerNorm gains start at 1: one prior std from 0 (not ten, as at 0.1)
 
 
@@ -50,7 +57,7 @@ class ComparePriorsConfig:
     sampler: str = "hmc"  # the full-batch engine run per prior: "hmc" or "mala"
     priors: tuple[str, ...] = ("gaussian", "empcov")  # one HMC run per bnn_shift.priors.PRIORS name
     include_map: bool = True  # also fit MAP with the Gaussian prior
-    baselines: tuple[str, ...] = ()  # post-hoc baselines from MAP fits: swag, multiswag
+    baselines: tuple[str, ...] = ()  # from MAP fits: BASELINES (swag, laplace-kron, ...)
     swag_epochs: int = 20  # SGD epochs of SWAG (iterates collected over the second half)
     swag_learning_rate: float = 1e-2  # SWAG's constant SGD learning rate (mean-loss units)
     swag_batch_size: int = 100
@@ -217,6 +224,13 @@ def fit_method(
         prior = with_gain_prior(prior, config.gain_prior_scale)
     if method == "map":
         return fit_map(model, prior, config, data, progress)
+    if method in LAPLACE:
+        subset, hessian = LAPLACE[method]
+        point = fit_map(model, prior, config, data, progress).draw(0)
+        return laplace(
+            point, prior, data.x_train, data.y_train,
+            subset=subset, hessian=hessian, fit_map=False, seed=config.seed,
+        )  # fmt: skip
     if method in BASELINES:
         return fit_swag(method, model, prior, config, data, progress)
     chains = {

@@ -9,6 +9,16 @@ from bnn_shift.inference.kernel import (
     default_trajectory_length,
     n_leapfrog_steps,
 )
+from bnn_shift.inference.laplace import (
+    LaplaceApprox,
+    LaplacePrediction,
+    PriorScaleFit,
+    fit_laplace,
+    laplace,
+    laplace_predict,
+    log_marginal_likelihood,
+    tune_prior_scale,
+)
 from bnn_shift.inference.likelihood import (
     CATEGORICAL,
     SEQUENCE_CATEGORICAL,
@@ -58,6 +68,8 @@ __all__ = [
     "FullBatchSampler",
     "HMCInfo",
     "HMCState",
+    "LaplaceApprox",
+    "LaplacePrediction",
     "Likelihood",
     "MALAInfo",
     "MALAState",
@@ -68,6 +80,7 @@ __all__ = [
     "NUTSInfo",
     "NUTSState",
     "Posterior",
+    "PriorScaleFit",
     "SGMCMCInfo",
     "SGMCMCState",
     "SWAGInfo",
@@ -77,8 +90,12 @@ __all__ = [
     "Target",
     "deep_ensemble",
     "default_trajectory_length",
+    "fit_laplace",
     "gaussian_likelihood",
     "hmc",
+    "laplace",
+    "laplace_predict",
+    "log_marginal_likelihood",
     "mala",
     "map_fit",
     "mfvi",
@@ -100,5 +117,6 @@ __all__ = [
     "stable_step_size",
     "swag",
     "to_params",
+    "tune_prior_scale",
     "tune_step_size",
 ]

@@ -8,7 +8,17 @@ from dataclasses import dataclass, replace
 import jax
 import numpy as np
 
-from bnn_shift.inference import deep_ensemble, hmc, mala, map_fit, mfvi, nuts, sgld, swag
+from bnn_shift.inference import (
+    deep_ensemble,
+    hmc,
+    laplace,
+    mala,
+    map_fit,
+    mfvi,
+    nuts,
+    sgld,
+    swag,
+)
 from bnn_shift.inference.likelihood import Likelihood
 from bnn_shift.inference.posterior import Posterior
 from bnn_shift.priors.base import Prior
@@ -154,6 +164,14 @@ def _multiswag(p: Problem, s: Settings) -> Posterior:
     return _run(swag, replace(p, model=starts), s, **_epochs(s, len(p.x)))
 
 
+def _laplace(p: Problem, s: Settings) -> Posterior:
+    point = _map(p, s).draw(0)
+    return laplace(
+        point, p.prior, p.x, p.y, subset="last_layer", hessian="full", fit_map=False, seed=p.seed,
+        likelihood=p.likelihood, temperature=s.temperature,
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Engine:
     """An `inference=` name's runner and its one-line description."""
@@ -174,6 +192,7 @@ ENGINES: dict[str, Engine] = {
     "vi": Engine(_vi, "mean-field Gaussian VI: epochs of Adam at learning_rate"),
     "swag": Engine(_swag, "SWAG: epochs of SGD at learning_rate from the MAP fit"),
     "multiswag": Engine(_multiswag, "MultiSWAG: SWAG from each of n_members MAP fits"),
+    "laplace": Engine(_laplace, "last-layer Laplace (full GGN) at the MAP fit"),
 }
 
 

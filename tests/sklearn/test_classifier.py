@@ -125,6 +125,7 @@ def test_string_labels_map_to_classes_in_sorted_order(iris):
         ("mala", "mala"),
         ("swag", "swag"),
         ("multiswag", "multiswag"),
+        ("laplace", "laplace"),
     ],
 )
 def test_other_engines_fit(blobs, inference, method):

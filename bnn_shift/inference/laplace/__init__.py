@@ -1,0 +1,93 @@
+"""Laplace approximation around a MAP fit: a Gaussian over a subset of the parameters whose
+precision is the generalised Gauss-Newton (GGN) curvature of the negative log-likelihood plus
+the prior's own precision; its evidence; and its predictives.
+
+Conventions (tempered posterior (likelihood * prior)^(1/T), as `Target`):
+
+    P = GGN(theta*) + prior precision                 (untempered, over the subset, (d, d))
+    q = N(theta*, T P^-1)                             (parameters outside the subset stay at MAP)
+    GGN = sum_i J_i^T Lambda_i J_i,  J_i = d f(x_i) / d theta (k, d),
+    Lambda_i = -d^2 log p(y_i | f) / d f^2 (k, k): I / noise_std^2 (Gaussian, fixed noise, where
+    the GGN is the Hessian for a linear model), diag(p) - p p^T (categorical, p = softmax(f)).
+
+Curvature structures (`hessian`):
+- "full": dense P, exact (GGN and prior precision), for at most FULL_LIMIT parameters.
+- "diag": diag(P): the GGN's diagonal plus the prior precision's diagonal (for EmpCov the
+  diagonal of its dense row precision, so the marginal sds are 1/sqrt(diag P), the conditional
+  and not the marginal sds of the dense precision: never wider than those).
+- "kron": KFAC for every selected `eqx.nn.Linear` (weight with its bias): its GGN block is
+  approximated by G (out, out) kron A (in+1, in+1), G = sum_i J_s,i^T Lambda_i J_s,i with
+  J_s the Jacobian of f by the layer's outputs, A = mean_i [a_i, 1][a_i, 1]^T of its inputs.
+  The prior precision I kron R (R: a row's precision, dense for EmpCov) is added exactly:
+  P = (I kron S)(G kron S^-1 A S^-T + I)(I kron S^T), R = S S^T, diagonalised by the
+  eigenvectors of G and of S^-1 A S^-T. Other selected leaves get the "diag" structure, and
+  the layers are independent of each other (block diagonal).
+
+Everything after the GGN's float32 sums is float64 on the host.
+
+Modules: `subset` (which leaves, the subset vector), `gauss_newton` (the GGN by Jacobian chunks),
+`prior` (the prior's row precisions), `curvature` (the Full / Diag / Kron blocks, `Curvature`),
+`kron` (KFAC factors), `approx` (`fit_laplace`, `laplace`, the evidence, draws), `tuning` (the
+prior scale by the evidence), `predict` (`laplace_predict`).
+"""
+
+from bnn_shift.inference.laplace.approx import (
+    FULL_LIMIT,
+    HESSIANS,
+    LaplaceApprox,
+    build_curvature,
+    fit_laplace,
+    laplace,
+    log_marginal_likelihood,
+    marginal_std,
+    sample_laplace,
+)
+from bnn_shift.inference.laplace.curvature import (
+    Block,
+    Curvature,
+    DiagBlock,
+    FullBlock,
+    KronBlock,
+)
+from bnn_shift.inference.laplace.gauss_newton import CHUNK_FLOATS, check_likelihood, ggn
+from bnn_shift.inference.laplace.kron import KronLayer, kron_factors
+from bnn_shift.inference.laplace.predict import (
+    METHODS,
+    LaplacePrediction,
+    approx_from_posterior,
+    laplace_predict,
+)
+from bnn_shift.inference.laplace.prior import row_precisions
+from bnn_shift.inference.laplace.subset import Subset, select_leaves
+from bnn_shift.inference.laplace.tuning import PriorScaleFit, tune_prior_scale
+
+__all__ = [
+    "CHUNK_FLOATS",
+    "FULL_LIMIT",
+    "HESSIANS",
+    "METHODS",
+    "Block",
+    "Curvature",
+    "DiagBlock",
+    "FullBlock",
+    "KronBlock",
+    "KronLayer",
+    "LaplaceApprox",
+    "LaplacePrediction",
+    "PriorScaleFit",
+    "Subset",
+    "approx_from_posterior",
+    "build_curvature",
+    "check_likelihood",
+    "fit_laplace",
+    "ggn",
+    "kron_factors",
+    "laplace",
+    "laplace_predict",
+    "log_marginal_likelihood",
+    "marginal_std",
+    "row_precisions",
+    "sample_laplace",
+    "select_leaves",
+    "tune_prior_scale",
+]

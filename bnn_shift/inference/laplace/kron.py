@@ -1,0 +1,151 @@
+"""KFAC factors for hessian="kron": per selected `eqx.nn.Linear` (weight with its bias) the
+factors G (out, out) and A (in', in') of its GGN block G kron A, collected by tapping the
+layers in one forward pass, and the layer's `KronBlock` with the prior added exactly."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bnn_shift.inference.laplace.curvature import KronBlock
+from bnn_shift.inference.laplace.gauss_newton import _batches, _n_outputs, _output_precisions
+from bnn_shift.inference.likelihood import Likelihood
+from bnn_shift.models.params import combine_params
+from bnn_shift.typing import PyTree
+
+
+class _Tap:
+    """Stands in for an `eqx.nn.Linear` in one forward pass: adds a zero probe to its outputs
+    (so d f / d probe is the Jacobian by the layer's outputs) and records its input."""
+
+    def __init__(self, layer: eqx.nn.Linear, probe: jax.Array, seen: list):
+        self.layer, self.probe, self.seen = layer, probe, seen
+
+    def __call__(self, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+        self.seen.append(x)
+        return self.layer(x) + self.probe
+
+
+def _node(root: PyTree, keys: tuple) -> Any:
+    """The node of `root` at a jax key path."""
+    for key in keys:
+        if isinstance(key, jax.tree_util.GetAttrKey):
+            root = getattr(root, key.name)
+        elif isinstance(key, jax.tree_util.SequenceKey):
+            root = root[key.idx]
+        else:
+            root = root[key.key]
+    return root
+
+
+def _replace_nodes(root: PyTree, paths: list[tuple], new: list) -> Any:
+    """`root` with the nodes at the key paths replaced (the root itself for the path ())."""
+    if () in paths:
+        return new[paths.index(())]
+    return eqx.tree_at(lambda m: [_node(m, keys) for keys in paths], root, new)
+
+
+class KronLayer(NamedTuple):
+    """A selected `eqx.nn.Linear`: its key path and which of weight / bias are in the subset."""
+
+    keys: tuple
+    weight: bool
+    bias: bool
+
+
+@eqx.filter_jit
+def _kron_chunk(
+    params: PyTree,
+    static: PyTree,
+    likelihood: Likelihood,
+    layers: tuple[KronLayer, ...],
+    x: jax.Array,
+    y: jax.Array,
+) -> list[tuple[jax.Array, jax.Array]]:
+    """Per layer, (sum_i J_s^T Lambda_i J_s (out, out), sum_i a~ a~^T (in', in')) over a chunk,
+    a~ = [a if weight, 1 if bias]."""
+    model = combine_params(params, static)
+    probes = [jnp.zeros(_node(model, layer.keys).out_features) for layer in layers]
+
+    def tapped(probes, xi):
+        seen = [[] for _ in layers]
+        taps = [_Tap(_node(model, layer.keys), p, s) for layer, p, s in zip(layers, probes, seen)]
+        f = _replace_nodes(model, [layer.keys for layer in layers], taps)(xi).astype(jnp.float32)
+        if any(len(s) != 1 for s in seen):
+            raise ValueError("hessian='kron' needs each selected Linear called once per example")
+        return f, (f, [s[0] for s in seen])
+
+    jac, (f, inputs) = jax.vmap(jax.jacrev(tapped, has_aux=True), in_axes=(None, 0))(probes, x)
+    lam = _output_precisions(likelihood, f, y)
+    out = []
+    for layer, js, a in zip(layers, jac, inputs):
+        parts = ([a.reshape(len(x), -1)] if layer.weight else []) + (
+            [jnp.ones((len(x), 1))] if layer.bias else []
+        )
+        aug = jnp.concatenate(parts, axis=1)
+        g = jnp.einsum("bko,bkl,blp->op", js, lam, js, precision="highest")
+        out.append((g, jnp.einsum("bi,bj->ij", aug, aug, precision="highest")))
+    return out
+
+
+def kron_factors(
+    params: PyTree,
+    static: PyTree,
+    likelihood: Likelihood,
+    x: np.ndarray,
+    y: np.ndarray,
+    layers: tuple[KronLayer, ...],
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per layer the KFAC factors (G (out, out) = sum_i J_s^T Lambda_i J_s, A (in', in') =
+    mean_i a~ a~^T), float64, so that its GGN block is about G kron A."""
+    sums = None
+    width = sum(_node(params, layer.keys).weight.shape[0] for layer in layers)
+    for xb, yb in _batches(x, y, _n_outputs(params, static, x) * (width + 1)):
+        chunk = _kron_chunk(params, static, likelihood, layers, xb, yb)
+        chunk = [(np.asarray(g, np.float64), np.asarray(a, np.float64)) for g, a in chunk]
+        sums = (
+            chunk if sums is None else [(g + cg, a + ca) for (g, a), (cg, ca) in zip(sums, chunk)]
+        )
+    return [(g, a / len(x)) for g, a in sums]
+
+
+def _kron_layers(params: PyTree, selected: tuple[int, ...]) -> dict[KronLayer, list[int]]:
+    """Selected leaves that are a 2-D weight or the bias of an `eqx.nn.Linear`, by layer ->
+    their positions in `selected`."""
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    owners: dict[tuple, dict[str, int]] = {}
+    for at, i in enumerate(selected):
+        keys, leaf = flat[i]
+        name = getattr(keys[-1], "name", None)
+        if isinstance(_node(params, keys[:-1]), eqx.nn.Linear) and name in ("weight", "bias"):
+            if name == "bias" or leaf.ndim == 2:
+                owners.setdefault(keys[:-1], {})[name] = at
+    return {
+        KronLayer(keys, "weight" in parts, "bias" in parts): sorted(parts.values())
+        for keys, parts in owners.items()
+    }
+
+
+def _kron_block(
+    layer: KronLayer,
+    factors: tuple[np.ndarray, np.ndarray],
+    rows: list[np.ndarray],
+    out: int,
+) -> KronBlock:
+    """The layer's KFAC block: prior row precision blockdiag(R_weight, r_bias) over [w_o, b_o]."""
+    in_w = len(factors[1]) - layer.bias
+    r_parts = ([rows[0] if len(rows[0]) == in_w else rows[0][0, 0] * np.eye(in_w)]
+               if layer.weight else []) + ([rows[-1]] if layer.bias else [])  # fmt: skip
+    r = np.zeros((len(factors[1]),) * 2)
+    at = 0
+    for part in r_parts:
+        r[at : at + len(part), at : at + len(part)] = part
+        at += len(part)
+    index = ([np.arange(out * in_w).reshape(out, in_w)] if layer.weight else []) + (
+        [out * in_w * layer.weight + np.arange(out)[:, None]] if layer.bias else []
+    )
+    return KronBlock(factors[0], factors[1], r, np.concatenate(index, axis=1).ravel())
