@@ -64,6 +64,7 @@ def test_draws_follow_the_swag_gaussian(recorded):
         np.testing.assert_array_less(np.abs(d.std(0) - s), 5 * s / np.sqrt(2 * 4000) + 1e-7)
 
 
+@pytest.mark.slow
 def test_swag_and_multiswag_end_to_end(data):
     model = MLP(64, (8,), 10, key=jax.random.key(1))
     settings = {"learning_rate": 0.05, "n_epochs": 8, "batch_size": 25, "progress": False}
