@@ -204,8 +204,10 @@ def fit_method(
     config: ComparePriorsConfig,
     data: Dataset,
     progress: bool,
+    fitted: dict[str, Posterior] | None = None,
 ) -> Posterior:
-    """Fit "map", a baseline or "<sampler>-<prior>" from the same initial network."""
+    """Fit "map", a baseline or "<sampler>-<prior>" from the same initial network; baselines
+    start from fitted["map"] when the comparison has fitted it already."""
     model = initial_model(config, data)
     trajectory_length = config.trajectory_length
     if method == "map" or method in BASELINES:
@@ -224,11 +226,13 @@ def fit_method(
         prior = with_gain_prior(prior, config.gain_prior_scale)
     if method == "map":
         return fit_map(model, prior, config, data, progress)
+    if method == "swag" or method in LAPLACE:  # they start at the MAP fit, made once
+        mapped = (fitted or {}).get("map") or fit_map(model, prior, config, data, progress)
+        model = mapped.draw(0)
     if method in LAPLACE:
         subset, hessian = LAPLACE[method]
-        point = fit_map(model, prior, config, data, progress).draw(0)
         return laplace(
-            point, prior, data.x_train, data.y_train,
+            model, prior, data.x_train, data.y_train,
             subset=subset, hessian=hessian, fit_map=False, seed=config.seed,
         )  # fmt: skip
     if method in BASELINES:
@@ -277,16 +281,16 @@ def fit_map(
 
 def fit_swag(
     method: str,
-    model: PyTree,
+    map_model: PyTree,
     prior: Prior,
     config: ComparePriorsConfig,
     data: Dataset,
     progress: bool,
 ) -> Posterior:
-    """SWAG from the MAP fit of `model`, or MultiSWAG from the MAP fits of swag_members
-    networks initialised with seeds member_seeds(seed, swag_members)."""
+    """SWAG from `map_model` (the MAP fit of the initial network), or MultiSWAG from the MAP
+    fits of swag_members networks initialised with seeds member_seeds(seed, swag_members)."""
     if method == "swag":
-        starts = [fit_map(model, prior, config, data, progress).draw(0)]
+        starts = [map_model]
     else:
         inits = [
             initial_model(dataclasses.replace(config, seed=s), data)
@@ -324,7 +328,7 @@ def compare_priors(
     data = load_data(config)
     posteriors = {}
     for method in config.methods:
-        posteriors[method] = fit_method(method, config, data, progress)
+        posteriors[method] = fit_method(method, config, data, progress, posteriors)
         if posteriors[method].attrs.get("interrupted"):
             stop_interrupted(method, posteriors[method], out_dir)
     table = evaluate(
