@@ -245,6 +245,7 @@ def fit_method(
         "seed": config.seed,
         "n_chains": config.n_chains,
         "eval_sets": {"test": (data.x_test, data.y_test)},
+        "trace_pointwise": ("test",),
         "progress": progress,
     }
     if config.sampler == "mala":

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -213,21 +213,40 @@ def warn_interrupted(name: str, done: int, total: int, unit: str, run_dir) -> No
     )
 
 
+POINTWISE = "_pointwise_log_predictive"  # trace name suffix of per-point log predictives
+
+
 def function_space_trace(
     log_likelihood: np.ndarray,
     probs: Mapping[str, np.ndarray],
     eval_y: Mapping[str, np.ndarray | None],
+    pointwise: Collection[str] = (),
 ) -> dict[str, np.ndarray]:
     """Per-chain quantities to diagnose mixing: train log-likelihood (n_chains,); for labelled
-    eval sets (probs (n_chains, m, k)), their mean log predictive and accuracy."""
+    eval sets (probs (n_chains, m, k)), their mean log predictive and accuracy, and for the sets
+    named in `pointwise` each point's log predictive (n_chains, m) (float32)."""
     out = {"log_likelihood": log_likelihood}
     for name, p in probs.items():
         y = eval_y.get(name)
         if y is not None:
             true = np.take_along_axis(p, y[None, :, None], axis=-1)[..., 0]  # (C, m)
-            out[f"{name}_log_predictive"] = np.mean(np.log(np.maximum(true, 1e-12)), axis=-1)
+            log_true = np.log(np.maximum(true, 1e-12))
+            out[f"{name}_log_predictive"] = np.mean(log_true, axis=-1)
             out[f"{name}_accuracy"] = np.mean(np.argmax(p, axis=-1) == y[None], axis=-1)
+            if name in pointwise:
+                out[f"{name}{POINTWISE}"] = log_true.astype(np.float32)
     return out
+
+
+def check_pointwise(pointwise: Collection[str], eval_y: Mapping[str, np.ndarray | None]) -> None:
+    """Per-point traces need labelled eval sets of those names."""
+    bad = [n for n in pointwise if eval_y.get(n) is None]
+    if bad:
+        labelled = [n for n, y in eval_y.items() if y is not None]
+        raise ValueError(
+            f"trace_pointwise names {bad}, which are not labelled eval sets; labelled eval sets: "
+            f"{labelled or 'none (pass eval_sets={name: (x, y)})'}"
+        )
 
 
 def run_chains(
@@ -246,6 +265,7 @@ def run_chains(
     run_dir: Path | None = None,
     fingerprint: dict[str, Any] | None = None,
     traced_leaves: Mapping[str, int] | None = None,
+    pointwise: Collection[str] = (),
     progress: bool = True,
     block_length: int | None = None,
 ) -> ChainRun:
@@ -258,7 +278,8 @@ def run_chains(
     compiled call and checkpoint. By default blocks adapt: one iteration for the first two
     calls (the first compiles), then as many as
     take about BLOCK_SECONDS, capped by `iterations_per_call`'s memory rule; one program serves
-    every length. The chain does not depend on the block lengths.
+    every length. The chain does not depend on the block lengths. pointwise: labelled eval sets
+    whose per-point log predictive is traced (n_iterations, n_chains, m).
     """
     if keep not in KEEP_RULES:
         raise ValueError(f"keep must be one of {KEEP_RULES}, got {keep!r}")
@@ -268,6 +289,7 @@ def run_chains(
         raise ValueError(f'keep="accepted" needs an engine with an accept test, not {engine}')
     eval_x = {name: x for name, (x, _) in eval_sets.items()}
     eval_y = {name: y for name, (_, y) in eval_sets.items()}
+    check_pointwise(pointwise, eval_y)
     one_chain = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state.position)
     adaptive = block_length is None
     if adaptive:
@@ -288,6 +310,7 @@ def run_chains(
     trace_rows: list[dict[str, np.ndarray]] = []
     fingerprint = dict(fingerprint or {}, n_chains=n_chains, seed=seed, n_burnin=n_burnin)
     fingerprint |= {"keep": keep} if keep != "all" else {}
+    fingerprint |= {"pointwise": sorted(pointwise)} if pointwise else {}
 
     if run_dir is not None:
         state, stats_rows, trace_rows = _resume(
@@ -314,7 +337,7 @@ def run_chains(
                 _record_iteration(
                     record, stats_rows, trace_rows, out, row, start + row, eval_y,
                     n_burnin=n_burnin, keep=keep, thin=thin, keep_draws=keep_draws,
-                    run_dir=run_dir,
+                    run_dir=run_dir, pointwise=pointwise,
                 )  # fmt: skip
             record.completed = start + length
             if run_dir is not None:
@@ -358,12 +381,13 @@ def _record_iteration(
     thin: int,
     keep_draws: bool,
     run_dir: Path | None,
+    pointwise: Collection[str],
 ) -> None:
     """Fold iteration i (row `row` of a block's host output) into the record."""
     info = jax.tree.map(lambda a: a[row], out.info)
     stats_rows.append(info._asdict() | {"log_density": out.log_density[row]})
     probs = {k: v[row].astype(np.float64) for k, v in out.probs.items()}
-    trace = function_space_trace(out.log_likelihood[row], probs, eval_y)
+    trace = function_space_trace(out.log_likelihood[row], probs, eval_y, pointwise)
     trace_rows.append(trace | {k: v[row] for k, v in out.traced.items()})
     n_chains = len(record.counts)
     sampled = np.full(n_chains, i >= n_burnin)

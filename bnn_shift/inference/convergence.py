@@ -12,6 +12,7 @@ import warnings
 import arviz as az
 import numpy as np
 
+from bnn_shift.inference.chains import POINTWISE
 from bnn_shift.inference.posterior import Posterior
 
 RHAT_WARNING = 1.1  # R-hat above this: the chains disagree (Vehtari et al. 2021 ask for 1.01)
@@ -23,7 +24,8 @@ def function_space_rhat(trace: dict[str, np.ndarray], n_burnin: int) -> dict[str
     the log-likelihood and log-predictive traces; empty with < 2 chains or < MIN_DRAWS draws."""
     out = {}
     for name, values in trace.items():
-        if not (name == "log_likelihood" or name.endswith("_log_predictive")):
+        scalar = name == "log_likelihood" or name.endswith("_log_predictive")
+        if not scalar or name.endswith(POINTWISE):
             continue
         values = np.asarray(values, np.float64)[n_burnin:]  # (draws, chains)
         if values.ndim != 2 or values.shape[1] < 2 or values.shape[0] < MIN_DRAWS:
@@ -31,6 +33,38 @@ def function_space_rhat(trace: dict[str, np.ndarray], n_burnin: int) -> dict[str
         out[name] = {
             "r_hat": float(az.rhat(values, chain_axis=1, draw_axis=0)),
             "ess_bulk": float(az.ess(values, chain_axis=1, draw_axis=0, method="bulk")),
+        }
+    return out
+
+
+def pointwise_rhat(values: np.ndarray) -> np.ndarray:  # (m,)
+    """Rank-normalised split R-hat (ArviZ) of each point's trace; values (n_draws, n_chains, m)."""
+    values = np.asarray(values, np.float64)
+    if values.ndim != 3 or values.shape[1] < 2 or values.shape[0] < MIN_DRAWS:
+        raise ValueError(
+            f"per-point R-hat needs (n_draws >= {MIN_DRAWS}, n_chains >= 2, m) values, "
+            f"got shape {values.shape}"
+        )
+    return np.asarray(az.rhat(values, chain_axis=1, draw_axis=0), np.float64)
+
+
+def pointwise_summary(trace: dict[str, np.ndarray], n_burnin: int) -> dict[str, dict[str, float]]:
+    """eval name -> median, 90th percentile and max of its points' log-predictive R-hat, and the
+    share of points above RHAT_WARNING; for every per-point trace with >= 2 chains and
+    >= MIN_DRAWS post-burn-in draws."""
+    out = {}
+    for name, values in trace.items():
+        if not name.endswith(POINTWISE):
+            continue
+        values = np.asarray(values)[n_burnin:]
+        if values.shape[1] < 2 or values.shape[0] < MIN_DRAWS:
+            continue
+        r = pointwise_rhat(values)
+        out[name.removesuffix(POINTWISE)] = {
+            "median": float(np.median(r)),
+            "q90": float(np.quantile(r, 0.9)),
+            "max": float(np.max(r)),
+            "share_above": float(np.mean(~(r <= RHAT_WARNING))),
         }
     return out
 
@@ -70,6 +104,9 @@ def check_convergence(posterior: Posterior) -> Posterior:
         name: round(v["r_hat"], 3) for name, v in summary.items() if not v["r_hat"] <= RHAT_WARNING
     }
     posterior.attrs["converged"] = (not bad) if summary else None
+    pointwise = pointwise_summary(posterior.trace, n_burnin)
+    if pointwise:
+        posterior.attrs["pointwise_rhat"] = pointwise
     if bad:
         warnings.warn(
             f"{posterior.attrs.get('method', 'sampler')} chains have not converged: function-space "

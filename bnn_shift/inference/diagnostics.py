@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bnn_shift.inference.convergence import max_rhat
+from bnn_shift.inference.chains import POINTWISE
+from bnn_shift.inference.convergence import RHAT_WARNING, max_rhat
 
 
 def open_run(path: str | Path) -> xr.DataTree:
@@ -73,7 +74,8 @@ def function_space_summary(tree: xr.DataTree) -> pd.DataFrame:
     posterior = tree["posterior"].to_dataset()
     if posterior.sizes.get("draw", 0) < 4:
         raise ValueError("too few post-burn-in iterations for R-hat/ESS (need at least 4)")
-    table = az.summary(tree, kind="all", round_to="none")
+    scalar = [name for name in posterior.data_vars if not str(name).endswith(POINTWISE)]
+    table = az.summary(tree, var_names=scalar, kind="all", round_to="none")
     keep = [c for c in ("mean", "sd", "ess_bulk", "ess_tail", "r_hat") if c in table.columns]
     return table[keep].astype(np.float64)
 
@@ -93,4 +95,16 @@ def report(path: str | Path) -> str:
     if not summary.empty:
         lines.append("  function-space quantities (R-hat needs >= 2 chains):")
         lines.extend("    " + row for row in summary.round(3).to_string().splitlines())
+    lines.extend(pointwise_lines(json.loads(tree.attrs.get("bnn_shift", "{}"))))
     return "\n".join(lines)
+
+
+def pointwise_lines(attrs: dict) -> list[str]:
+    """Report lines of the per-point log-predictive R-hat summaries in a posterior's attrs."""
+    lines = []
+    for name, s in attrs.get("pointwise_rhat", {}).items():
+        lines.append(
+            f"  per-point R-hat on {name}: median {s['median']:.3f}, 90% {s['q90']:.3f}, "
+            f"max {s['max']:.3f}; {s['share_above']:.1%} of points above {RHAT_WARNING}"
+        )
+    return lines

@@ -89,7 +89,7 @@ def mala(
 ) -> Posterior:
     """MALA chains through the shared full-batch driver (`hmc`'s n_iterations, n_burnin,
     n_chains, init, temperature, eval_sets, thin, keep, run_dir, devices, trace_params,
-    progress, likelihood, iterations_per_call). step_size "auto": dual averaging to
+    trace_pointwise, progress, likelihood, iterations_per_call). step_size "auto": dual averaging to
     `target_acceptance` (0.574, optimal for MALA) over n_tune steps from chain 0's start."""
     run = {k: chain_settings.pop(k) for k in RUN_SETTINGS if k in chain_settings}
     problem = prepare_chains(model, prior, x, y, seed=seed, **chain_settings)

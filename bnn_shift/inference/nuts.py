@@ -137,6 +137,7 @@ def nuts(
     run_dir: str | Path | None = None,
     devices: Sequence[jax.Device] | None = None,
     trace_params: Sequence[str] = (),
+    trace_pointwise: Sequence[str] = (),
     progress: bool = True,
     likelihood: str | Likelihood = "categorical",
     iterations_per_call: int | None = None,
@@ -149,7 +150,7 @@ def nuts(
     stats: acceptance_rate, diverging, n_steps, energy, step_size, log_density, each
     (n_warmup + n_samples, n_chains); attrs["step_sizes"] the adapted step per chain.
     likelihood: "categorical", "gaussian" or a `Likelihood`; labelled eval_sets need
-    "categorical".
+    "categorical". trace_pointwise: as in `hmc`.
     """
     if n_warmup < 1 or n_samples < 1 or n_chains < 1:
         raise ValueError(
@@ -168,8 +169,8 @@ def nuts(
     post = sample_chains(
         "nuts", engine, problem, settings | {"max_depth": max_depth},
         n_iterations=n_warmup + n_samples, n_burnin=n_warmup, seed=seed, thin=thin,
-        run_dir=run_dir, trace_params=trace_params, progress=progress,
-        iterations_per_call=iterations_per_call,
+        run_dir=run_dir, trace_params=trace_params, trace_pointwise=trace_pointwise,
+        progress=progress, iterations_per_call=iterations_per_call,
     )  # fmt: skip
     step_sizes = post.stats["step_size"][n_warmup:]
     post.attrs["step_sizes"] = [float(h) for h in step_sizes[0]] if len(step_sizes) else []

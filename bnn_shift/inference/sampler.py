@@ -12,6 +12,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from bnn_shift.data.cache import array_digest
 from bnn_shift.inference.chains import ChainRun, FullBatchSampler, run_chains
 from bnn_shift.inference.convergence import check_convergence
 from bnn_shift.inference.kernel import (
@@ -41,7 +42,7 @@ TUNE_N_STEPS = 10  # leapfrogs per tuning trajectory
 # sample_chains' settings, which an engine's fit function passes through
 RUN_SETTINGS = (
     "n_iterations", "n_burnin", "thin", "keep", "keep_draws", "run_dir", "trace_params",
-    "progress", "iterations_per_call",
+    "trace_pointwise", "progress", "iterations_per_call",
 )  # fmt: skip
 
 
@@ -68,6 +69,7 @@ def hmc(
     devices: Sequence[jax.Device] | None = None,
     precision: str = "float32",
     trace_params: Sequence[str] = (),
+    trace_pointwise: Sequence[str] = (),
     max_steps: int = 100_000,
     target_acceptance: float = 0.8,
     n_tune: int = 50,
@@ -103,6 +105,9 @@ def hmc(
         the same run_dir resumes (a larger n_iterations extends the run).
     trace_params: dotted paths of (small) parameters, e.g. "layers.2.bias", recorded at every
         iteration next to the function-space trace, for weight-space diagnostics.
+    trace_pointwise: names of labelled eval sets whose per-point log predictive is traced per
+        iteration (n_iterations, n_chains, m): per-point function-space R-hat
+        (attrs["pointwise_rhat"]) and `bnn-shift diagnose` use it.
     precision: matmul precision of the leapfrog gradients ("float32", "tensorfloat32",
         "bfloat16"); the accept test always uses float32, so the chain targets the same posterior.
     likelihood: "categorical" (classifier logits), "gaussian" or a `Likelihood` such as
@@ -155,8 +160,8 @@ def hmc(
     return sample_chains(
         "hmc", engine, problem, settings,
         n_iterations=n_iterations, n_burnin=n_burnin, seed=seed, thin=thin, keep=keep,
-        keep_draws=keep_draws, run_dir=run_dir, trace_params=trace_params, progress=progress,
-        iterations_per_call=iterations_per_call,
+        keep_draws=keep_draws, run_dir=run_dir, trace_params=trace_params,
+        trace_pointwise=trace_pointwise, progress=progress, iterations_per_call=iterations_per_call,
     )  # fmt: skip
 
 
@@ -169,6 +174,7 @@ class ChainProblem(NamedTuple):
     positions: PyTree  # (n_chains, ...) starting points
     eval_sets: dict[str, tuple[jax.Array, np.ndarray | None]]  # name -> (inputs, labels)
     mesh: Mesh
+    eval_digests: dict[str, str]  # name -> sha256 of the float32 inputs (matches references)
 
 
 def prepare_chains(
@@ -192,12 +198,11 @@ def prepare_chains(
         model, prior, x, y, likelihood=likelihood, temperature=temperature, precision=precision
     )
     mesh = make_mesh(n_chains, devices)
-    evals = {
-        name: (replicate(xe, mesh), ye)
-        for name, (xe, ye) in _check_eval_sets(eval_sets, x.shape[1:], target.likelihood).items()
-    }
+    checked = _check_eval_sets(eval_sets, x.shape[1:], target.likelihood)
+    evals = {name: (replicate(xe, mesh), ye) for name, (xe, ye) in checked.items()}
+    digests = {name: array_digest(xe) for name, (xe, _) in checked.items()}
     positions = place_chains(_initial_positions(params, prior, n_chains, init, seed), mesh)
-    return ChainProblem(target, params, place_data(x, y, mesh), positions, evals, mesh)
+    return ChainProblem(target, params, place_data(x, y, mesh), positions, evals, mesh, digests)
 
 
 def sample_chains(
@@ -214,6 +219,7 @@ def sample_chains(
     keep_draws: bool = True,
     run_dir: str | Path | None = None,
     trace_params: Sequence[str] = (),
+    trace_pointwise: Sequence[str] = (),
     progress: bool = True,
     iterations_per_call: int | None = None,
 ) -> Posterior:
@@ -248,6 +254,7 @@ def sample_chains(
         run_dir=None if run_dir is None else Path(run_dir),
         fingerprint=settings | {"method": method, "shapes": _shapes(params)},
         traced_leaves=_leaf_indices(params, trace_params),
+        pointwise=tuple(trace_pointwise),
         progress=progress,
         block_length=iterations_per_call,
     )
@@ -259,6 +266,7 @@ def sample_chains(
         "n_chains": n_chains,
         "seed": seed,
         "n_devices": problem.mesh.devices.size,
+        "eval_set_digests": problem.eval_digests,
         "seconds": time.perf_counter() - started,
     }
     return check_convergence(_posterior(run, params, target.static, attrs))

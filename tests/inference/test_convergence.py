@@ -2,11 +2,18 @@
 
 import warnings
 
+import arviz as az
 import numpy as np
 import pytest
 
 from bnn_shift.inference import Posterior
-from bnn_shift.inference.convergence import check_convergence, function_space_rhat, stuck_chains
+from bnn_shift.inference.chains import POINTWISE
+from bnn_shift.inference.convergence import (
+    check_convergence,
+    function_space_rhat,
+    pointwise_rhat,
+    stuck_chains,
+)
 
 
 def chain_posterior(trace: np.ndarray, accepted: np.ndarray | None = None, n_burnin: int = 2):
@@ -56,3 +63,31 @@ def test_a_chain_that_never_moves_after_burn_in_is_named():
     assert stuck_chains(post) == [1]
     with pytest.warns(UserWarning, match=r"chains \[1\] accepted no proposal after burn-in"):
         check_convergence(post)
+
+
+def test_pointwise_rhat_is_arviz_rank_rhat_per_point():
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(100, 3, 4))
+    values[:, 2, 1] += 2.0  # point 1: one chain sits elsewhere
+    r = pointwise_rhat(values)
+    for i in range(4):
+        assert r[i] == pytest.approx(float(az.rhat(values[:, :, i], chain_axis=1, draw_axis=0)))
+    # split halves: means (0, 0, 0, 0, 2, 2), between-half variance 16/15 over a within variance
+    # of 1, so R-hat ~ sqrt(1 + 16/15) = 1.44; the other points' chains agree
+    assert r[1] == pytest.approx(np.sqrt(1 + 16 / 15), abs=0.1)
+    assert np.all(np.delete(r, 1) < 1.05)
+    with pytest.raises(ValueError, match="n_chains >= 2"):
+        pointwise_rhat(values[:, :1])
+
+
+def test_pointwise_summary_lands_in_attrs_and_not_in_the_scalar_rhat():
+    rng = np.random.default_rng(2)
+    post = chain_posterior(rng.normal(size=(200, 2)))
+    points = rng.normal(size=(200, 2, 50))
+    points[:, 1, :5] += 3.0  # 5 of 50 points disagree between chains
+    post.trace["test" + POINTWISE] = points
+    check_convergence(post)
+    assert "test" + POINTWISE not in post.attrs["convergence"]
+    summary = post.attrs["pointwise_rhat"]["test"]
+    assert summary["share_above"] == pytest.approx(0.1)
+    assert summary["median"] < 1.05 < summary["max"]

@@ -78,3 +78,14 @@ def test_health_says_whether_the_run_converged(tmp_path):
     for trace, verdict in ((mixed, "yes"), (mixed + np.array([0.0, 5.0]), "NO")):
         post = saved(tmp_path, {"log_likelihood": trace}, check=True)
         assert sampler_health(post)["converged"].startswith(verdict)
+
+
+def test_per_point_traces_are_summarised_not_tabled(tmp_path):
+    rng = np.random.default_rng(3)
+    trace = {
+        "log_likelihood": rng.normal(size=(40, 2)),
+        "test_pointwise_log_predictive": rng.normal(size=(40, 2, 30)),
+    }
+    tree = saved(tmp_path, trace, check=True)
+    assert list(function_space_summary(tree).index) == ["log_likelihood"]
+    assert "per-point R-hat on test: median" in report(tmp_path / "post.nc")

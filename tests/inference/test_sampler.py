@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from bnn_shift.data import load_digits
+from bnn_shift.data.cache import array_digest
 from bnn_shift.inference import Posterior, gaussian_likelihood, hmc
 from bnn_shift.models import MLP
 from bnn_shift.priors import Gaussian, by_path
@@ -217,3 +218,26 @@ def test_zero_trajectory_length_raises(digits, model):
     with pytest.raises(ValueError, match="trajectory_length"):
         # max_steps=1: the default trajectory would fail fast with a different message
         _call(digits, model, trajectory_length=0.0, max_steps=1)
+
+
+def test_pointwise_trace_is_each_points_log_predictive(digits, model):
+    post = hmc(
+        model, Gaussian(0.3), digits.x_train, digits.y_train,
+        step_size=0.03, trajectory_length=0.2, n_iterations=8, n_burnin=2, n_chains=2,
+        eval_sets={"test": (digits.x_test, digits.y_test)}, trace_pointwise=("test",),
+        seed=0, progress=False,
+    )  # fmt: skip
+    points = post.trace["test_pointwise_log_predictive"]  # (iterations, chains, m)
+    assert points.shape == (8, 2, len(digits.y_test))
+    np.testing.assert_allclose(
+        points.mean(axis=-1), post.trace["test_log_predictive"], rtol=1e-5, atol=1e-6
+    )
+    assert set(post.attrs["pointwise_rhat"]["test"]) == {"median", "q90", "max", "share_above"}
+    assert post.attrs["eval_set_digests"]["test"] == array_digest(
+        np.asarray(digits.x_test, np.float32)
+    )
+
+
+def test_pointwise_trace_needs_a_labelled_eval_set(digits, model):
+    with pytest.raises(ValueError, match="not labelled eval sets"):
+        _call(digits, model, eval_sets={"test": digits.x_test}, trace_pointwise=("test",))
