@@ -55,16 +55,18 @@ def test_compare_priors_digits_smoke(tmp_path, capsys):
     assert posterior.predict_proba(data.x_test[:5]).shape == (5, 10)
 
 
-def test_compare_priors_runs_another_sampler(tmp_path, capsys):
-    """--sampler mala: the engine added through the architecture recipe, one run per prior."""
+@pytest.mark.parametrize("sampler", ["mala", "mclmc"])
+def test_compare_priors_runs_another_sampler(tmp_path, capsys, sampler):
+    """--sampler mala / mclmc: engines added through the architecture recipe, one run per
+    prior."""
     out = tmp_path / "run"
-    args = [*TINY, "--sampler", "mala", "--priors", "empcov", "--no-map", "--step-size", "1e-3"]
+    args = [*TINY, "--sampler", sampler, "--priors", "empcov", "--no-map", "--step-size", "1e-3"]
     assert main([*args, "--out", str(out)]) == 0
-    assert set(pd.read_csv(out / "metrics.csv").method) == {"mala-empcov"}
+    assert set(pd.read_csv(out / "metrics.csv").method) == {f"{sampler}-empcov"}
     data = load_digits()
     model_like = MLP(data.n_features, (16,), data.n_classes, key=jax.random.key(1))
-    posterior = Posterior.load(out / "posterior-mala-empcov.nc", model_like)
-    assert posterior.attrs["method"] == "mala" and posterior.kind == "chain"
+    posterior = Posterior.load(out / f"posterior-{sampler}-empcov.nc", model_like)
+    assert posterior.attrs["method"] == sampler and posterior.kind == "chain"
     assert posterior.n_draws > 0
 
 

@@ -39,7 +39,13 @@ def add(sub: argparse._SubParsersAction) -> None:
         ("--scorer", "scorer", str, "attention model: standard, dense, btt or bilinear_mlr"),
         ("--structure", "structure", str, "attention model: full or mlr"),
         ("--gain-prior-scale", "gain_prior_scale", float, "attention model: LayerNorm gain std"),
-        ("--sampler", "sampler", str, "full-batch sampler run per prior: hmc or mala"),
+        (
+            "--sampler",
+            "sampler",
+            str,
+            "full-batch sampler run per prior: hmc, mala, mclmc or adjusted_mclmc (the MCLMC "
+            "pair tunes its own step; --step-size is HMC's and MALA's)",
+        ),
         (
             "--baselines",
             "baselines",

@@ -14,7 +14,16 @@ import pandas as pd
 
 from bnn_shift.attention import LayerNorm
 from bnn_shift.data import DataNotFoundError, Dataset, load_dataset
-from bnn_shift.inference import Posterior, default_trajectory_length, hmc, mala, map_fit, swag
+from bnn_shift.inference import (
+    Posterior,
+    adjusted_mclmc,
+    default_trajectory_length,
+    hmc,
+    mala,
+    map_fit,
+    mclmc,
+    swag,
+)
 from bnn_shift.inference.convergence import max_rhat
 from bnn_shift.inference.ensemble import member_seeds
 from bnn_shift.inference.kernel import DEFAULT_STEP_JITTER
@@ -25,7 +34,8 @@ from bnn_shift.shift import evaluate, noise_sweep, plot_metric_vs_severity
 from bnn_shift.typing import PyTree
 
 MODELS = ("mlp", "lenet", "attention")
-SAMPLERS = ("hmc", "mala")
+MCLMC_SAMPLERS = {"mclmc": mclmc, "adjusted_mclmc": adjusted_mclmc}
+SAMPLERS = ("hmc", "mala", "mclmc", "adjusted_mclmc")
 # post-hoc baselines from the MAP fit: name -> Laplace (subset, hessian), or SWAG
 LAPLACE = {
     "laplace-last-layer": ("last_layer", "full"),
@@ -54,7 +64,7 @@ class ComparePriorsConfig:
     scorer: str = "standard"  # standard, dense, btt, bilinear_mlr (default options)
     structure: str = "full"  # full or mlr (ranks: half the head dim, then halving)
     gain_prior_scale: float = GAIN_PRIOR_SCALE  # attention: N(0, s^2) on the LayerNorm gains
-    sampler: str = "hmc"  # the full-batch engine run per prior: "hmc" or "mala"
+    sampler: str = "hmc"  # the full-batch engine run per prior: one of SAMPLERS
     priors: tuple[str, ...] = ("gaussian", "empcov")  # one HMC run per bnn_shift.priors.PRIORS name
     include_map: bool = True  # also fit MAP with the Gaussian prior
     baselines: tuple[str, ...] = ()  # from MAP fits: BASELINES (swag, laplace-kron, ...)
@@ -250,6 +260,12 @@ def fit_method(
     }
     if config.sampler == "mala":
         return mala(model, prior, data.x_train, data.y_train, **chains)
+    if config.sampler in MCLMC_SAMPLERS:
+        # their own step (other units than HMC's), tuned from a prior draw: the network's
+        # initialisation is far outside an EmpCov prior, where the tuner's step collapses
+        chains = chains | {"step_size": "auto", "init": "prior"}
+        del chains["keep"]
+        return MCLMC_SAMPLERS[config.sampler](model, prior, data.x_train, data.y_train, **chains)
     return hmc(
         model,
         prior,

@@ -28,6 +28,15 @@ from bnn_shift.inference.likelihood import (
 )
 from bnn_shift.inference.mala import MALA, MALAInfo, MALAState, mala
 from bnn_shift.inference.map import MAP, MAPInfo, MAPState, map_fit
+from bnn_shift.inference.mclmc import (
+    MCLMC,
+    AdjustedMCLMC,
+    AdjustedMCLMCInfo,
+    MCLMCInfo,
+    MCLMCState,
+    adjusted_mclmc,
+    mclmc,
+)
 from bnn_shift.inference.metric import prior_metric
 from bnn_shift.inference.minibatch import EpochEngine, prepare_epochs, run_epochs
 from bnn_shift.inference.numpyro_export import (
@@ -58,11 +67,14 @@ __all__ = [
     "HMC",
     "MALA",
     "MAP",
+    "MCLMC",
     "MFVI",
     "NUTS",
     "SEQUENCE_CATEGORICAL",
     "SGMCMC",
     "SWAG",
+    "AdjustedMCLMC",
+    "AdjustedMCLMCInfo",
     "EmpCovDistribution",
     "EpochEngine",
     "FullBatchSampler",
@@ -75,6 +87,8 @@ __all__ = [
     "MALAState",
     "MAPInfo",
     "MAPState",
+    "MCLMCInfo",
+    "MCLMCState",
     "MFVIInfo",
     "MFVIState",
     "NUTSInfo",
@@ -88,6 +102,7 @@ __all__ = [
     "StabilityCheck",
     "StepSizeTuning",
     "Target",
+    "adjusted_mclmc",
     "deep_ensemble",
     "default_trajectory_length",
     "fit_laplace",
@@ -98,6 +113,7 @@ __all__ = [
     "log_marginal_likelihood",
     "mala",
     "map_fit",
+    "mclmc",
     "mfvi",
     "module_prior",
     "n_leapfrog_steps",

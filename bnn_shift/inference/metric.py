@@ -43,6 +43,20 @@ def whiten_momentum(factors: Sequence[MassFactor | None], momentum: PyTree) -> P
     )
 
 
+def from_whitened(factors: Sequence[MassFactor | None], z: PyTree) -> PyTree:
+    """z -> theta = A z per preconditioned leaf (identity elsewhere)."""
+    return _map_leaves(
+        lambda f, v: v if f is None else apply_factor(f.sqrt_inv_mass, v), factors, z
+    )
+
+
+def to_whitened(factors: Sequence[MassFactor | None], theta: PyTree) -> PyTree:
+    """theta -> z = A^-1 theta, the inverse of `from_whitened`."""
+    return _map_leaves(
+        lambda f, v: v if f is None else apply_factor(f.sqrt_mass, v), factors, theta
+    )
+
+
 def prior_metric(factors: Sequence[MassFactor | None]) -> Metric:
     """The BlackJAX Metric for per-leaf mass factors (None = identity)."""
 

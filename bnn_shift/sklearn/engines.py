@@ -9,11 +9,13 @@ import jax
 import numpy as np
 
 from bnn_shift.inference import (
+    adjusted_mclmc,
     deep_ensemble,
     hmc,
     laplace,
     mala,
     map_fit,
+    mclmc,
     mfvi,
     nuts,
     sgld,
@@ -154,6 +156,14 @@ def _mala(p: Problem, s: Settings) -> Posterior:
     return _run(mala, _start(p, s), s, **_chains(s))
 
 
+def _mclmc(p: Problem, s: Settings) -> Posterior:
+    return _run(mclmc, _start(p, s), s, **_chains(s))
+
+
+def _adjusted_mclmc(p: Problem, s: Settings) -> Posterior:
+    return _run(adjusted_mclmc, _start(p, s), s, **_chains(s))
+
+
 def _swag(p: Problem, s: Settings) -> Posterior:
     return _run(swag, _start(p, s), s, **_epochs(s, len(p.x)))
 
@@ -186,6 +196,10 @@ ENGINES: dict[str, Engine] = {
     ),
     "nuts": Engine(_nuts, "NUTS: n_burnin warm-up steps, then n_iterations - n_burnin draws"),
     "mala": Engine(_mala, "MALA: n_iterations (n_burnin without MH), step_size"),
+    "mclmc": Engine(_mclmc, "unadjusted MCLMC, step and L tuned by BlackJAX: n_iterations"),
+    "adjusted_mclmc": Engine(
+        _adjusted_mclmc, "Metropolis-adjusted MCLMC: n_iterations (n_burnin without MH)"
+    ),
     "map": Engine(_map, "MAP point estimate: epochs of Adam at learning_rate"),
     "ensemble": Engine(_ensemble, "n_members MAP fits from different initialisations"),
     "sgld": Engine(_sgld, "SGLD: epochs at learning_rate, draws from the second half"),

@@ -5,7 +5,7 @@ import sys
 import jax
 
 from bnn_shift.data import load_digits
-from bnn_shift.inference import hmc, map_fit, nuts
+from bnn_shift.inference import hmc, map_fit, mclmc, nuts
 from bnn_shift.models import MLP
 from bnn_shift.priors import Gaussian
 
@@ -28,6 +28,8 @@ def main(run_dir: str, n_iterations: int, n_chains: int, out: str = "", engine: 
             *problem, step_size=0.02, trajectory_length=0.3, n_iterations=n_iterations,
             n_burnin=3, init="prior", **chains,
         )  # fmt: skip
+    elif engine == "mclmc":
+        post = mclmc(*problem, n_iterations=n_iterations, n_burnin=3, n_tune=200, **chains)
     elif engine == "nuts":
         post = nuts(*problem, n_warmup=3, n_samples=n_iterations - 3, max_depth=4, **chains)
     else:

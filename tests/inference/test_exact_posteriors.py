@@ -51,6 +51,7 @@ from bnn_shift.inference import (
     nuts,
     sgld,
 )
+from bnn_shift.inference.mclmc import adjusted_mclmc, mclmc
 from bnn_shift.priors import EmpCov, Gaussian, Prior, by_path
 
 from .exact_targets import (
@@ -248,6 +249,47 @@ def test_mala_samples_the_exact_regression_posterior(temperature):
     )
     assert post.attrs["converged"], post.attrs["convergence"]
     assert_exact(check_moments(posterior_chains(post), *gaussian_prior_posterior(temperature)))
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.25])
+def test_mclmc_samples_the_exact_regression_posterior(temperature):
+    """Unadjusted MCLMC, tuned by BlackJAX (step from the energy error, L, diagonal mass): its
+    discretisation bias at the tuned energy error is below the Monte Carlo error here."""
+    x, y = regression_data()
+    post = mclmc(
+        linear_model(), Gaussian(PRIOR_STD), x, y,
+        temperature=temperature, n_iterations=1200, n_burnin=200, seed=7, **HMC_SETTINGS,
+    )  # fmt: skip
+    assert post.attrs["converged"], post.attrs["convergence"]
+    assert_exact(check_moments(posterior_chains(post), *gaussian_prior_posterior(temperature)))
+
+
+def test_mclmc_samples_the_exact_posterior_under_an_empcov_prior():
+    """MCLMC in the EmpCov-whitened coordinates (the dead weight's prior sd is sqrt(eps))."""
+    x, y = regression_data()
+    prior, mean, cov = empcov_problem()
+    post = mclmc(
+        linear_model(use_bias=True), prior, x, y,
+        n_iterations=1200, n_burnin=200, seed=8, **HMC_SETTINGS,
+    )  # fmt: skip
+    assert post.attrs["converged"], post.attrs["convergence"]
+    assert_exact(check_moments(posterior_chains(post), mean, cov))
+
+
+@pytest.mark.parametrize("prior_kind", ["gaussian", "empcov"])
+def test_adjusted_mclmc_samples_the_exact_posterior(prior_kind):
+    """Metropolis-adjusted MCLMC is exact at any step: Gaussian and EmpCov priors."""
+    x, y = regression_data()
+    if prior_kind == "gaussian":
+        model, prior = linear_model(), Gaussian(PRIOR_STD)
+        mean, cov = gaussian_prior_posterior()
+    else:
+        model, (prior, mean, cov) = linear_model(use_bias=True), empcov_problem()
+    post = adjusted_mclmc(
+        model, prior, x, y, n_iterations=700, n_burnin=100, seed=9, **HMC_SETTINGS
+    )
+    assert post.attrs["converged"], post.attrs["convergence"]
+    assert_exact(check_moments(posterior_chains(post), mean, cov))
 
 
 # --- sgld / SGHMC against the stationary law of their discretised dynamics --------------------

@@ -22,7 +22,12 @@ WORKER = Path(__file__).with_name("_resume_worker.py")
 N_CHAINS = 2
 # iterations (MAP: epochs, milliseconds each) of a run and where the two kills happen: enough
 # left after the second kill that a fast machine cannot finish before the signal lands
-LENGTHS = {"hmc": (40, (3, 8)), "nuts": (40, (3, 8)), "map": (1500, (200, 700))}
+LENGTHS = {
+    "hmc": (40, (3, 8)),
+    "nuts": (40, (3, 8)),
+    "mclmc": (40, (3, 8)),
+    "map": (1500, (200, 700)),
+}
 
 
 def run_worker(run_dir: str, engine: str = "hmc") -> subprocess.Popen:
@@ -43,7 +48,7 @@ def load(path: Path) -> Posterior:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ["hmc", "nuts", "map"])
+@pytest.mark.parametrize("engine", ["hmc", "nuts", "mclmc", "map"])
 def test_sigkill_then_resume_is_bit_identical(tmp_path, engine):
     reference = tmp_path / "reference.nc"
     n_iterations, kill_points = LENGTHS[engine]

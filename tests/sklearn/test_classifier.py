@@ -123,6 +123,8 @@ def test_string_labels_map_to_classes_in_sorted_order(iris):
         ("sgld", "sgld"),
         ("vi", "mfvi"),
         ("mala", "mala"),
+        ("mclmc", "mclmc"),
+        ("adjusted_mclmc", "adjusted_mclmc"),
         ("swag", "swag"),
         ("multiswag", "multiswag"),
         ("laplace", "laplace"),
