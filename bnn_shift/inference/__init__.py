@@ -38,6 +38,7 @@ from bnn_shift.inference.mclmc import (
     mclmc,
 )
 from bnn_shift.inference.metric import prior_metric
+from bnn_shift.inference.mile import mile
 from bnn_shift.inference.minibatch import EpochEngine, prepare_epochs, run_epochs
 from bnn_shift.inference.numpyro_export import (
     EmpCovDistribution,
@@ -115,6 +116,7 @@ __all__ = [
     "map_fit",
     "mclmc",
     "mfvi",
+    "mile",
     "module_prior",
     "n_leapfrog_steps",
     "numpyro_model",

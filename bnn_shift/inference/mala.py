@@ -16,7 +16,13 @@ import jax.numpy as jnp
 from blackjax.mcmc.diffusions import overdamped_langevin
 
 from bnn_shift.inference.posterior import Posterior
-from bnn_shift.inference.sampler import RUN_SETTINGS, TUNE_STREAM, prepare_chains, sample_chains
+from bnn_shift.inference.sampler import (
+    RUN_SETTINGS,
+    TUNE_STREAM,
+    describe_init,
+    prepare_chains,
+    sample_chains,
+)
 from bnn_shift.inference.target import Data, Target
 from bnn_shift.inference.tuning import tune_step_size
 from bnn_shift.priors.base import Prior
@@ -106,5 +112,8 @@ def mala(
             found.step_size,
             {"step_size_tuning": f"dual averaging to {target_acceptance}"},
         )
-    settings = {"step_size": float(step_size), "init": chain_settings.get("init", "model")}
+    settings = {
+        "step_size": float(step_size),
+        "init": describe_init(chain_settings.get("init", "model")),
+    }
     return sample_chains("mala", MALA(step_size), problem, settings | tuning, seed=seed, **run)

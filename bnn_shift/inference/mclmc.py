@@ -30,7 +30,13 @@ from blackjax.util import generate_unit_vector
 from bnn_shift.inference.kernel import default_trajectory_length, n_leapfrog_steps
 from bnn_shift.inference.metric import from_whitened, to_whitened
 from bnn_shift.inference.posterior import Posterior
-from bnn_shift.inference.sampler import RUN_SETTINGS, TUNE_STREAM, prepare_chains, sample_chains
+from bnn_shift.inference.sampler import (
+    RUN_SETTINGS,
+    TUNE_STREAM,
+    describe_init,
+    prepare_chains,
+    sample_chains,
+)
 from bnn_shift.inference.target import Data, Target
 from bnn_shift.inference.tuning import tune_step_size
 from bnn_shift.priors.base import MassFactor, Prior
@@ -210,7 +216,7 @@ def mclmc(
     n_steps = steps_per_iteration or max(1, round(L / step_size))
     engine = MCLMC(step_size, inverse_mass, factors, L, n_steps)
     settings = {"step_size": float(step_size), "L": float(L), "steps_per_iteration": n_steps}
-    settings |= {"init": chain_settings.get("init", "model")} | tuned
+    settings |= {"init": describe_init(chain_settings.get("init", "model"))} | tuned
     return sample_chains("mclmc", engine, problem, settings, seed=seed, **run)
 
 
@@ -267,7 +273,7 @@ def adjusted_mclmc(
         "step_size": float(step_size),
         "trajectory_length": float(tau),
         "n_integration_steps": engine.n_steps,
-        "init": chain_settings.get("init", "model"),
+        "init": describe_init(chain_settings.get("init", "model")),
     } | tuning
     return sample_chains("adjusted_mclmc", engine, problem, settings, seed=seed, **run)
 
@@ -290,7 +296,7 @@ def _tune_mclmc(problem, factors, dim: int, seed: int, n_tune: int, diagonal: bo
         raise FloatingPointError(
             f"MCLMC tuning from chain 0's start collapsed (L, step size = {tuned}): the start "
             "lies far outside the prior-whitened bulk, e.g. a network initialisation under an "
-            'EmpCov prior, whose null directions have sd sqrt(eps); start at prior draws (init='
+            "EmpCov prior, whose null directions have sd sqrt(eps); start at prior draws (init="
             '"prior") or pass step_size and L'
         )
     return params, n_steps

@@ -15,6 +15,7 @@ from jax.sharding import Mesh
 from bnn_shift.data.cache import array_digest
 from bnn_shift.inference.chains import ChainRun, FullBatchSampler, run_chains
 from bnn_shift.inference.convergence import check_convergence
+from bnn_shift.inference.ensemble import deep_ensemble
 from bnn_shift.inference.kernel import (
     DEFAULT_STEP_JITTER,
     HMC,
@@ -35,7 +36,9 @@ from bnn_shift.models.params import param_paths
 from bnn_shift.priors.base import Prior
 from bnn_shift.typing import PyTree
 
-INITS = ("model", "prior")
+INITS = ("model", "prior", "ensemble")
+# init="ensemble": members fitted as compare-priors' MAP (full-batch Adam, cosine learning rate)
+ENSEMBLE_INIT = {"n_epochs": 1000, "learning_rate": 1e-3}
 INIT_STREAM = 2**31 - 1  # fold_in index for initial draws, disjoint from iteration indices
 TUNE_STREAM = 2**31 - 2  # fold_in index for step-size tuning
 TUNE_N_STEPS = 10  # leapfrogs per tuning trajectory
@@ -60,7 +63,7 @@ def hmc(
     temperature: float = 1.0,
     seed: int = 0,
     n_chains: int = 1,
-    init: str = "model",
+    init: str | Posterior = "model",
     eval_sets: Mapping[str, np.ndarray | tuple[np.ndarray, np.ndarray]] | None = None,
     thin: int = 1,
     keep: str = "all",
@@ -84,7 +87,8 @@ def hmc(
     vary in keeps sqrt(T) times its prior sd.
 
     model: equinox model (one example -> the likelihood's outputs); chains start at its parameters
-        (init="model") or each at its own prior draw (init="prior").
+        (init="model"), each at its own prior draw (init="prior"), at the members of a deep
+        ensemble (init="ensemble") or at a given Posterior's draws (see `prepare_chains`).
     x (n, ...), y (n,): the whole training set; every leapfrog step sees all of it, split over
         `devices` (default: all) on the batch axis; chains are split over devices too when
         their number shares a factor with the device count.
@@ -154,7 +158,7 @@ def hmc(
         "step_jitter": step_jitter,
         "trajectory_length": tau,
         "n_leapfrog_steps": engine.n_steps,
-        "init": init,
+        "init": describe_init(init),
         "precision": precision,
     } | tuning
     return sample_chains(
@@ -175,6 +179,7 @@ class ChainProblem(NamedTuple):
     eval_sets: dict[str, tuple[jax.Array, np.ndarray | None]]  # name -> (inputs, labels)
     mesh: Mesh
     eval_digests: dict[str, str]  # name -> sha256 of the float32 inputs (matches references)
+    init_gradients: int  # full-batch-equivalent gradients spent on the starting points
 
 
 def prepare_chains(
@@ -187,12 +192,17 @@ def prepare_chains(
     temperature: float = 1.0,
     precision: str = "float32",
     n_chains: int = 1,
-    init: str = "model",
+    init: str | Posterior = "model",
     seed: int = 0,
     devices: Sequence[jax.Device] | None = None,
     eval_sets: Mapping[str, np.ndarray | tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> ChainProblem:
-    """Check the data and settings shared by every full-batch sampler and place them."""
+    """Check the data and settings shared by every full-batch sampler and place them.
+
+    init: where chains start: "model" (its parameters), "prior" (a prior draw each),
+    "ensemble" (chain c at the MAP fit of member c of a deep ensemble whose members start at
+    prior draws, ENSEMBLE_INIT settings), or a Posterior whose first n_chains draws are the
+    starts (e.g. your own `deep_ensemble`)."""
     _check_problem(n_chains, init)
     target, params, x, y = make_target(
         model, prior, x, y, likelihood=likelihood, temperature=temperature, precision=precision
@@ -201,8 +211,11 @@ def prepare_chains(
     checked = _check_eval_sets(eval_sets, x.shape[1:], target.likelihood)
     evals = {name: (replicate(xe, mesh), ye) for name, (xe, ye) in checked.items()}
     digests = {name: array_digest(xe) for name, (xe, _) in checked.items()}
-    positions = place_chains(_initial_positions(params, prior, n_chains, init, seed), mesh)
-    return ChainProblem(target, params, place_data(x, y, mesh), positions, evals, mesh, digests)
+    starts, init_gradients = _initial_positions(
+        model, params, prior, n_chains, init, seed, x, y, target.likelihood
+    )
+    problem = (target, params, place_data(x, y, mesh), place_chains(starts, mesh), evals, mesh)
+    return ChainProblem(*problem, digests, init_gradients)
 
 
 def sample_chains(
@@ -267,6 +280,7 @@ def sample_chains(
         "seed": seed,
         "n_devices": problem.mesh.devices.size,
         "eval_set_digests": problem.eval_digests,
+        "n_init_gradients": problem.init_gradients,
         "seconds": time.perf_counter() - started,
     }
     return check_convergence(_posterior(run, params, target.static, attrs))
@@ -347,12 +361,46 @@ def _posterior(run: ChainRun, params: PyTree, static: PyTree, attrs: dict) -> Po
     )
 
 
-def _initial_positions(params: PyTree, prior: Prior, n_chains: int, init: str, seed: int):
-    """(n_chains, ...) starting points."""
+def _initial_positions(model, params, prior, n_chains: int, init, seed: int, x, y, likelihood):
+    """-> ((n_chains, ...) starting points, gradients spent finding them)."""
+    if isinstance(init, Posterior):
+        return _draws_as_starts(init, params, n_chains), 0
     if init == "model":
-        return jax.tree.map(lambda a: np.broadcast_to(a, (n_chains, *a.shape)), params)
+        return jax.tree.map(lambda a: np.broadcast_to(a, (n_chains, *a.shape)), params), 0
+    if init == "ensemble":
+        static = eqx.partition(model, eqx.is_inexact_array)[1]
+        members = deep_ensemble(
+            model, prior, x, y, n_members=n_chains, seed=seed, progress=False,
+            likelihood=likelihood, init_fn=lambda k: eqx.combine(prior.sample(k, params), static),
+            **ENSEMBLE_INIT,
+        )  # fmt: skip
+        return _draws_as_starts(members, params, n_chains), n_chains * ENSEMBLE_INIT["n_epochs"]
     keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), INIT_STREAM), n_chains)
-    return jax.vmap(lambda k: prior.sample(k, params))(keys)
+    return jax.vmap(lambda k: prior.sample(k, params))(keys), 0
+
+
+def _draws_as_starts(posterior: Posterior, params: PyTree, n_chains: int) -> PyTree:
+    """The first n_chains draws of `posterior`, checked against the model's parameters."""
+    if posterior.n_draws < n_chains:
+        raise ValueError(
+            f"init posterior has {posterior.n_draws} draws for {n_chains} chains; fit at least "
+            "as many members as chains, or lower n_chains"
+        )
+    want = [a.shape for a in jax.tree.leaves(params)]
+    got = [a.shape[1:] for a in jax.tree.leaves(posterior.draws)]
+    if want != got:
+        raise ValueError(
+            f"init posterior's draws have parameter shapes {got}, the model has {want}: it was "
+            "fitted to another architecture"
+        )
+    return jax.tree.map(lambda d: np.asarray(d[:n_chains]), posterior.draws)
+
+
+def describe_init(init: str | Posterior) -> str:
+    """The `init` setting as recorded in attrs."""
+    if isinstance(init, Posterior):
+        return f"posterior ({init.attrs.get('method', '?')}, {init.n_draws} draws)"
+    return init
 
 
 def _check_run(n_iterations, n_burnin, thin, iterations_per_call) -> None:
@@ -376,8 +424,8 @@ def _check_run(n_iterations, n_burnin, thin, iterations_per_call) -> None:
 def _check_problem(n_chains, init) -> None:
     if n_chains < 1:
         raise ValueError(f"n_chains must be >= 1, got {n_chains=}")
-    if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    if not isinstance(init, Posterior) and init not in INITS:
+        raise ValueError(f"init must be one of {INITS} or a Posterior, got {init!r}")
 
 
 def _check_eval_sets(

@@ -17,6 +17,7 @@ from bnn_shift.inference import (
     map_fit,
     mclmc,
     mfvi,
+    mile,
     nuts,
     sgld,
     swag,
@@ -164,6 +165,11 @@ def _adjusted_mclmc(p: Problem, s: Settings) -> Posterior:
     return _run(adjusted_mclmc, _start(p, s), s, **_chains(s))
 
 
+def _mile(p: Problem, s: Settings) -> Posterior:
+    chains = {k: v for k, v in _chains(s).items() if k != "n_chains"}  # one chain per member
+    return _run(mile, p, s, n_members=s.n_members, **chains)
+
+
 def _swag(p: Problem, s: Settings) -> Posterior:
     return _run(swag, _start(p, s), s, **_epochs(s, len(p.x)))
 
@@ -197,6 +203,7 @@ ENGINES: dict[str, Engine] = {
     "nuts": Engine(_nuts, "NUTS: n_burnin warm-up steps, then n_iterations - n_burnin draws"),
     "mala": Engine(_mala, "MALA: n_iterations (n_burnin without MH), step_size"),
     "mclmc": Engine(_mclmc, "unadjusted MCLMC, step and L tuned by BlackJAX: n_iterations"),
+    "mile": Engine(_mile, "MILE: n_members MAP fits, then an MCLMC chain from each"),
     "adjusted_mclmc": Engine(
         _adjusted_mclmc, "Metropolis-adjusted MCLMC: n_iterations (n_burnin without MH)"
     ),

@@ -52,6 +52,7 @@ from bnn_shift.inference import (
     sgld,
 )
 from bnn_shift.inference.mclmc import adjusted_mclmc, mclmc
+from bnn_shift.inference.mile import mile
 from bnn_shift.priors import EmpCov, Gaussian, Prior, by_path
 
 from .exact_targets import (
@@ -274,6 +275,18 @@ def test_mclmc_samples_the_exact_posterior_under_an_empcov_prior():
     )  # fmt: skip
     assert post.attrs["converged"], post.attrs["convergence"]
     assert_exact(check_moments(posterior_chains(post), mean, cov))
+
+
+def test_mile_samples_the_exact_regression_posterior():
+    """MILE: 16 chains from the members of a deep ensemble (all at the posterior mode here)."""
+    x, y = regression_data()
+    settings = {k: v for k, v in HMC_SETTINGS.items() if k not in ("n_chains", "init")}
+    post = mile(
+        linear_model(), Gaussian(PRIOR_STD), x, y,
+        n_members=16, n_iterations=1200, n_burnin=200, seed=10, **settings,
+    )  # fmt: skip
+    assert post.attrs["converged"], post.attrs["convergence"]
+    assert_exact(check_moments(posterior_chains(post), *gaussian_prior_posterior()))
 
 
 @pytest.mark.parametrize("prior_kind", ["gaussian", "empcov"])

@@ -10,7 +10,7 @@ import pytest
 
 from bnn_shift.data import load_digits
 from bnn_shift.data.cache import array_digest
-from bnn_shift.inference import Posterior, gaussian_likelihood, hmc
+from bnn_shift.inference import Posterior, deep_ensemble, gaussian_likelihood, hmc
 from bnn_shift.models import MLP
 from bnn_shift.priors import Gaussian, by_path
 
@@ -241,3 +241,25 @@ def test_pointwise_trace_is_each_points_log_predictive(digits, model):
 def test_pointwise_trace_needs_a_labelled_eval_set(digits, model):
     with pytest.raises(ValueError, match="not labelled eval sets"):
         _call(digits, model, eval_sets={"test": digits.x_test}, trace_pointwise=("test",))
+
+
+def test_chains_can_start_at_an_ensembles_members(digits, model):
+    members = deep_ensemble(
+        model, Gaussian(0.3), digits.x_train, digits.y_train, n_members=3, n_epochs=5,
+        learning_rate=1e-2, init_fn=lambda k: MLP(64, (8,), 10, key=k), progress=False,
+    )  # fmt: skip
+    post = _call(digits, model, n_chains=2, init=members, n_iterations=1, n_burnin=1)
+    assert post.attrs["init"] == "posterior (deep_ensemble, 3 draws)"
+    assert post.attrs["n_init_gradients"] == 0
+    with pytest.raises(ValueError, match="3 draws for 4 chains"):
+        _call(digits, model, n_chains=4, init=members)
+    other = MLP(64, (4,), 10, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="another architecture"):
+        _call(digits, other, n_chains=2, init=members)
+
+
+def test_init_ensemble_fits_one_member_per_chain(digits, model):
+    post = _call(digits, model, n_chains=2, init="ensemble", n_iterations=1, n_burnin=1)
+    assert post.attrs["init"] == "ensemble" and post.attrs["n_init_gradients"] == 2 * 1000
+    with pytest.raises(ValueError, match="init must be one of"):
+        _call(digits, model, init="members")

@@ -124,6 +124,7 @@ def test_string_labels_map_to_classes_in_sorted_order(iris):
         ("vi", "mfvi"),
         ("mala", "mala"),
         ("mclmc", "mclmc"),
+        ("mile", "mile"),
         ("adjusted_mclmc", "adjusted_mclmc"),
         ("swag", "swag"),
         ("multiswag", "multiswag"),
