@@ -114,3 +114,28 @@ def test_diagnose_prints_rhat_for_a_two_chain_run(tmp_path, capsys):
     assert "posterior-hmc-empcov.nc" in printed and "r_hat" in printed
     assert "test_accuracy" in printed
     assert main(["diagnose", str(tmp_path / "missing")]) == 1
+
+
+def test_methods_names_exactly_what_is_fitted(tmp_path):
+    from bnn_shift.experiments.compare_priors import settings_for_methods
+
+    assert settings_for_methods(["map", "laplace-kron", "swag", "hmc"]) == {
+        "include_map": True,
+        "baselines": ("laplace-kron", "swag"),
+        "sampler": "hmc",
+    }
+    assert settings_for_methods(["mclmc-empcov-product", "map"])["priors"] == ("empcov-product",)
+    assert settings_for_methods(["swag"])["priors"] == ()
+    with pytest.raises(ValueError, match="one sampler per comparison"):
+        settings_for_methods(["hmc-gaussian", "mala-gaussian"])
+    with pytest.raises(ValueError, match="unknown method 'hmc-flat'"):
+        settings_for_methods(["hmc-flat"])
+    out = tmp_path / "run"
+    args = [*TINY, "--methods", "map,laplace-last-layer,hmc-gaussian", "--out", str(out)]
+    assert main(args) == 0
+    assert set(pd.read_csv(out / "metrics.csv").method) == {
+        "map",
+        "laplace-last-layer",
+        "hmc-gaussian",
+    }
+    assert main([*TINY, "--methods", "hmc-gaussian", "--priors", "empcov"]) == 1

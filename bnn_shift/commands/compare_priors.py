@@ -88,6 +88,14 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="the paper's full settings (all of MNIST, step 1e-5, 100 iterations, fixed "
         "trajectory, accepted states averaged: hours on a CPU); explicit flags still override",
     )
+    p.add_argument(
+        "--methods",
+        type=names,
+        default=None,
+        help="exactly these methods instead of --no-map/--baselines/--sampler/--priors: map, "
+        "baselines, a sampler name (with --priors) or <sampler>-<prior>, e.g. "
+        "map,laplace-kron,swag,hmc",
+    )
     p.add_argument("--out", default=DEFAULT_OUT, help="output directory [%(default)s]")
     fields = [name for _, name, _, _ in options] + ["include_map"]
     p.set_defaults(run=run, config_fields=fields)
@@ -98,11 +106,18 @@ def run(args: argparse.Namespace) -> None:
         ComparePriorsConfig,
         acceptance_rate,
         compare_priors,
+        settings_for_methods,
     )
     from bnn_shift.inference.convergence import max_rhat
     from bnn_shift.shift import pivot_metric
 
     given = {k: getattr(args, k) for k in args.config_fields if getattr(args, k) is not None}
+    if args.methods:
+        from_methods = settings_for_methods(args.methods)
+        clash = sorted(set(from_methods) & set(given))
+        if clash:
+            raise ValueError(f"--methods sets {clash} itself; drop those flags")
+        given |= from_methods
     config = ComparePriorsConfig.paper(**given) if args.paper else ComparePriorsConfig(**given)
     result = compare_priors(config, out_dir=args.out, progress=not args.quiet)
     print(f"\ndataset: {result.dataset} (train {result.n_train}, test {result.n_test})")

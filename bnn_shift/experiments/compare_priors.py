@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -144,6 +146,41 @@ class ComparePriorsResult:
         return acc.pivot_table(index="severity", columns="method", values="value")[
             list(self.posteriors)
         ]
+
+
+def settings_for_methods(methods: Sequence[str]) -> dict[str, Any]:
+    """The include_map / baselines / sampler / priors settings that fit exactly `methods`:
+    "map", baseline names (BASELINES), a sampler name (SAMPLERS; with the configured priors) or
+    "<sampler>-<prior>"; one sampler per comparison."""
+    include_map, baselines, samplers, priors = False, [], [], []
+    for method in methods:
+        sampler, _, prior = method.partition("-")
+        if method == "map":
+            include_map = True
+        elif method in BASELINES:
+            baselines.append(method)
+        elif method in SAMPLERS:
+            samplers.append(method)
+        elif sampler in SAMPLERS and prior in PRIORS:
+            samplers.append(sampler)
+            priors.append(prior)
+        else:
+            raise ValueError(
+                f"unknown method {method!r}: use map, {', '.join(BASELINES)}, a sampler "
+                f"({', '.join(SAMPLERS)}) or <sampler>-<prior> with a prior from "
+                f"{', '.join(PRIORS)}"
+            )
+    if len(set(samplers)) > 1:
+        raise ValueError(
+            f"one sampler per comparison, got {sorted(set(samplers))}; run compare-priors once "
+            "per sampler (--out to separate directories)"
+        )
+    settings: dict[str, Any] = {"include_map": include_map, "baselines": tuple(baselines)}
+    if samplers:
+        settings["sampler"] = samplers[0]
+    if priors or not samplers:
+        settings["priors"] = tuple(priors)
+    return settings
 
 
 def load_data(config: ComparePriorsConfig) -> Dataset:
