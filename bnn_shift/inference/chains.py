@@ -175,14 +175,15 @@ def _block(
     def run(state, i):
         keys = iteration_keys(key, i, n_chains)
         state, info, probs = step(engine, target, keys, state, data, i < n_burnin, eval_x)
-        leaves = jax.tree.leaves(state.position)
+        params = jax.vmap(target.params_of)(state.position)  # (n_chains, ...) model parameters
+        leaves = jax.tree.leaves(params)
         out = BlockOutput(
             info=info,
             log_density=state.logdensity,
             log_likelihood=jnp.sum(state.loglik, axis=-1),
             probs=probs,
             traced={name: leaves[j] for name, j in traced_leaves.items()},
-            positions=state.position if keep_positions else None,
+            positions=params if keep_positions else None,
         )
         return state, out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ from bnn_shift.inference.posterior import Posterior, empty_draws, stack_draws
 from bnn_shift.inference.sharding import make_mesh, place_chains, place_data, replicate
 from bnn_shift.inference.target import Data, Target, make_target
 from bnn_shift.inference.tuning import check_tuning, stable_step_size, tune_step_size
+from bnn_shift.inference.whitening import find_whitening, whitened_positions
 from bnn_shift.models.params import param_paths
 from bnn_shift.priors.base import Prior
 from bnn_shift.typing import PyTree
@@ -73,6 +75,7 @@ def hmc(
     precision: str = "float32",
     trace_params: Sequence[str] = (),
     trace_pointwise: Sequence[str] = (),
+    whiten_first_layer: bool = True,
     max_steps: int = 100_000,
     target_acceptance: float = 0.8,
     n_tune: int = 50,
@@ -112,6 +115,8 @@ def hmc(
     trace_pointwise: names of labelled eval sets whose per-point log predictive is traced per
         iteration (n_iterations, n_chains, m): per-point function-space R-hat
         (attrs["pointwise_rhat"]) and `bnn-shift diagnose` use it.
+    whiten_first_layer: run a dense EmpCov first layer in whitened coordinates (the same
+        chain; see `prepare_chains`).
     precision: matmul precision of the leapfrog gradients ("float32", "tensorfloat32",
         "bfloat16"); the accept test always uses float32, so the chain targets the same posterior.
     likelihood: "categorical" (classifier logits), "gaussian" or a `Likelihood` such as
@@ -131,6 +136,7 @@ def hmc(
         model, prior, x, y,
         likelihood=likelihood, temperature=temperature, precision=precision,
         n_chains=n_chains, init=init, seed=seed, devices=devices, eval_sets=eval_sets,
+        whiten_first_layer=whiten_first_layer,
     )  # fmt: skip
     target = problem.target
     tau = (
@@ -180,6 +186,7 @@ class ChainProblem(NamedTuple):
     mesh: Mesh
     eval_digests: dict[str, str]  # name -> sha256 of the float32 inputs (matches references)
     init_gradients: int  # full-batch-equivalent gradients spent on the starting points
+    settings: dict  # the user's prior; whitened_first_layer: True when it runs whitened
 
 
 def prepare_chains(
@@ -196,26 +203,36 @@ def prepare_chains(
     seed: int = 0,
     devices: Sequence[jax.Device] | None = None,
     eval_sets: Mapping[str, np.ndarray | tuple[np.ndarray, np.ndarray]] | None = None,
+    whiten_first_layer: bool = True,
 ) -> ChainProblem:
     """Check the data and settings shared by every full-batch sampler and place them.
 
     init: where chains start: "model" (its parameters), "prior" (a prior draw each),
     "ensemble" (chain c at the MAP fit of member c of a deep ensemble whose members start at
     prior draws, ENSEMBLE_INIT settings), or a Posterior whose first n_chains draws are the
-    starts (e.g. your own `deep_ensemble`)."""
+    starts (e.g. your own `deep_ensemble`).
+    whiten_first_layer: sample a dense EmpCov first layer in whitened coordinates with the
+    inputs rotated once (`whitening.py`: the same chain, leapfrogs at the Gaussian's cost)."""
     _check_problem(n_chains, init)
     target, params, x, y = make_target(
         model, prior, x, y, likelihood=likelihood, temperature=temperature, precision=precision
     )
     mesh = make_mesh(n_chains, devices)
-    checked = _check_eval_sets(eval_sets, x.shape[1:], target.likelihood)
-    evals = {name: (replicate(xe, mesh), ye) for name, (xe, ye) in checked.items()}
-    digests = {name: array_digest(xe) for name, (xe, _) in checked.items()}
     starts, init_gradients = _initial_positions(
         model, params, prior, n_chains, init, seed, x, y, target.likelihood
     )
+    settings = {"prior": prior.describe()}
+    found = find_whitening(model, prior, params) if whiten_first_layer else None
+    if found is not None:  # same chain, cheaper leapfrogs (whitening.py)
+        whitening, whitened_prior = found
+        target = dataclasses.replace(target, prior=whitened_prior, whitening=whitening)
+        x, starts = whitening.rotate(x), whitened_positions(whitening, starts)
+        settings["whitened_first_layer"] = True
+    checked = _check_eval_sets(eval_sets, x.shape[1:], target.likelihood)
+    evals = {name: (replicate(xe, mesh), ye) for name, (xe, ye) in checked.items()}
+    digests = {name: array_digest(xe) for name, (xe, _) in checked.items()}
     problem = (target, params, place_data(x, y, mesh), place_chains(starts, mesh), evals, mesh)
-    return ChainProblem(*problem, digests, init_gradients)
+    return ChainProblem(*problem, digests, init_gradients, settings)
 
 
 def sample_chains(
@@ -248,8 +265,8 @@ def sample_chains(
         "n_train": target.n,
         "thin": thin,
         "keep": keep,
-        "prior": target.prior.describe(),
         "likelihood": target.likelihood.describe(),
+        **problem.settings,
     }
     started = time.perf_counter()
     run = run_chains(

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bnn_shift.inference.likelihood import Likelihood, resolve_likelihood, with_precision
+from bnn_shift.inference.whitening import InputWhitening
 from bnn_shift.models.params import partition_params
 from bnn_shift.priors.base import Prior
 from bnn_shift.typing import PyTree
@@ -32,7 +33,8 @@ class Target(eqx.Module):
     likelihood: the observation model; prior: over the parameter pytree; static: the model's
     non-parameter part (eqx.partition); temperature: T; n: the training-set size (minibatch
     estimates scale by n / batch); precision: matmul precision of `trajectory_logdensity`
-    ("float32", "tensorfloat32" or "bfloat16").
+    ("float32", "tensorfloat32" or "bfloat16"); whitening: when set (`whitening.py`), positions
+    are whitened coordinates and the training data it sees are rotated to match.
 
     A `Target` is a pytree: programs take it as an argument, so a second fit with the same
     shapes and settings reuses the compiled program.
@@ -44,6 +46,11 @@ class Target(eqx.Module):
     temperature: float = eqx.field(static=True)
     n: int = eqx.field(static=True)
     precision: str = eqx.field(static=True, default="float32")
+    whitening: InputWhitening | None = None  # positions in whitened coordinates, data rotated
+
+    def params_of(self, position: PyTree) -> PyTree:
+        """The model's parameters at a sampler position (they differ only under `whitening`)."""
+        return position if self.whitening is None else self.whitening.to_params(position)
 
     def loglik(self, params: PyTree, data: Data) -> jax.Array:  # (n,)
         """Per-example log-likelihood; masked rows give 0."""
@@ -80,9 +87,9 @@ class Target(eqx.Module):
         delta = jnp.sum(loglik_new - loglik_old) + self.prior.log_prob_diff(new, old)
         return delta / self.temperature
 
-    def predict(self, params: PyTree, x: jax.Array) -> jax.Array:  # (m, ...)
-        """One parameter setting's prediction kept for eval sets (probabilities or means)."""
-        return self.likelihood.predict(params, self.static, x)
+    def predict(self, position: PyTree, x: jax.Array) -> jax.Array:  # (m, ...)
+        """One sampler position's prediction on inputs x as given (probabilities or means)."""
+        return self.likelihood.predict(self.params_of(position), self.static, x)
 
 
 def make_target(

@@ -53,6 +53,7 @@ from bnn_shift.inference import (
 )
 from bnn_shift.inference.mclmc import adjusted_mclmc, mclmc
 from bnn_shift.inference.mile import mile
+from bnn_shift.models import MLP
 from bnn_shift.priors import EmpCov, Gaussian, Prior, by_path
 
 from .exact_targets import (
@@ -209,6 +210,18 @@ def test_hmc_samples_the_exact_posterior_under_an_empcov_prior():
         n_burnin=100,
         seed=4,
     )
+    assert_exact(check_moments(posterior_chains(post), mean, cov))
+
+
+def test_hmc_with_the_empcov_layer_whitened_samples_the_exact_posterior():
+    """The same problem on a bnn_shift MLP with no hidden layer, whose first layer hmc samples
+    in whitened coordinates with the inputs rotated once (whitening.py)."""
+    x, y = regression_data()
+    empcov, mean, cov = empcov_problem()
+    model = MLP(N_FEATURES, (), 1, key=jax.random.key(0))
+    prior = by_path({"layers.0.weight": empcov.priors[0], "layers.0.bias": Gaussian(PRIOR_STD)})
+    post = run_hmc(model, prior, x, y, step_size=0.05, n_iterations=600, n_burnin=100, seed=11)
+    assert post.attrs["whitened_first_layer"]
     assert_exact(check_moments(posterior_chains(post), mean, cov))
 
 
