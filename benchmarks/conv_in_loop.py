@@ -3,6 +3,9 @@
 LeNet-5 value_and_grad on N MNIST images, seconds per gradient: alone; inside our HMC kernel
 step (a fori_loop of leapfrogs); in a bare fori_loop; fully unrolled; unrolled by 5.
 Run: python benchmarks/conv_in_loop.py [--n-train 500] [--steps 10]
+The convs follow $BNN_SHIFT_CONV_PATH (bnn_shift.models.conv; on CPU the default is the matmul
+path, which does not slow down in loops): set it to "native" to see the slowdown;
+benchmarks/conv_paths.py compares both paths in one process.
 """
 
 import argparse

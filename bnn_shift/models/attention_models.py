@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from bnn_shift.attention.mup import EMBEDDING_STD
+from bnn_shift.models.conv import conv2d
 from bnn_shift.models.first_layer import FirstLayer
 from bnn_shift.models.transformer import Transformer
 
@@ -125,7 +126,7 @@ class AttentionClassifier(eqx.Module):
         """(H, W, C) -> (N, D) patch embeddings plus positions."""
         size = (self.image_size, self.image_size, self.in_channels)
         _check_shape(x, size, "AttentionClassifier")
-        h = self.patch_embed(jnp.transpose(x, (2, 0, 1)))  # (D, H/p, W/p)
+        h = conv2d(self.patch_embed, jnp.transpose(x, (2, 0, 1)))  # (D, H/p, W/p)
         return h.reshape(h.shape[0], -1).T + self.position
 
     def __call__(self, x: jax.Array) -> jax.Array:

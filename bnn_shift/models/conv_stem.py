@@ -12,6 +12,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from bnn_shift.models.conv import conv2d
 from bnn_shift.models.first_layer import FirstLayer
 
 
@@ -39,4 +40,4 @@ class ConvStem(eqx.Module):
     def first_conv(self, x: jax.Array) -> jax.Array:
         """(H, W, C) one example -> (H, W, out) conv1 pre-activations, channels-last."""
         self._check_input(x)
-        return jnp.transpose(self.conv1(jnp.transpose(x, (2, 0, 1))), (1, 2, 0))
+        return jnp.transpose(conv2d(self.conv1, jnp.transpose(x, (2, 0, 1))), (1, 2, 0))

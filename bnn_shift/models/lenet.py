@@ -12,6 +12,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from bnn_shift.models.conv import conv2d
 from bnn_shift.models.conv_stem import ConvStem
 from bnn_shift.models.first_layer import FirstLayer
 
@@ -106,8 +107,8 @@ class LeNet5(ConvStem):
         self._check_input(x)
         pool = eqx.nn.AvgPool2d(POOL, stride=POOL)
         h = jnp.transpose(x, (2, 0, 1))  # equinox convs are (C, H, W)
-        h = pool(self.activation(self.conv1(h)))
-        h = pool(self.activation(self.conv2(h)))
+        h = pool(self.activation(conv2d(self.conv1, h)))
+        h = pool(self.activation(conv2d(self.conv2, h)))
         h = jnp.reshape(h, (-1,))
         h = self.activation(self.fc1(h))
         h = self.activation(self.fc2(h))

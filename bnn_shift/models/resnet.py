@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bnn_shift.models.conv import conv2d
 from bnn_shift.models.conv_stem import ConvStem
 from bnn_shift.models.first_layer import FirstLayer
 
@@ -133,10 +134,10 @@ class ResBlock(eqx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """(C_in, H, W) -> (C_out, H', W')."""
-        y = self.activation(self.norm1(self.conv1(x)))
-        y = self.norm2(self.conv2(y))
+        y = self.activation(self.norm1(conv2d(self.conv1, x)))
+        y = self.norm2(conv2d(self.conv2, y))
         if self.shortcut_conv is not None and self.shortcut_norm is not None:
-            x = self.shortcut_norm(self.shortcut_conv(x))
+            x = self.shortcut_norm(conv2d(self.shortcut_conv, x))
         return self.activation(x + y)
 
 
@@ -222,7 +223,7 @@ class ResNet20FRN(ConvStem):
         """(H, W, C) one example -> (4w,) globally average-pooled last-stage features."""
         self._check_input(x)
         h = jnp.transpose(x, (2, 0, 1))  # equinox convs are (C, H, W)
-        h = self.activation(self.norm1(self.conv1(h)))
+        h = self.activation(self.norm1(conv2d(self.conv1, h)))
         for block in self.blocks:
             h = block(h)
         # (4w, s, s) -> (4w,); on 32×32 inputs s = 8, the reference's AvgPool 8 VALID
