@@ -1,10 +1,12 @@
 """Reading corrupted test sets in the MNIST-C and CIFAR-10-C layouts (official or our own).
 
 - MNIST-C: `<dir>/<corruption>/test_images.npy` (n, 28, 28, 1) uint8 and `test_labels.npy`
-  (n,) uint8, one severity per corruption (the release default); sets written by bnn-shift at
-  other severities live in `<corruption>-s<severity>/`.
+  (n,) uint8, one severity per corruption (the release default), and `identity/` (the clean
+  images, severity 1); sets written by bnn-shift at other severities live in
+  `<corruption>-s<severity>/`. Floats are stored rounded to nearest, as MNIST-C's notebook did.
 - CIFAR-10-C: `<dir>/<corruption>.npy` (5*n, 32, 32, 3) uint8, severities 1..5
-  severity-major, and `labels.npy` (5*n,), the test labels repeated 5 times.
+  severity-major, and `labels.npy` (5*n,), the test labels repeated 5 times. Floats are stored
+  truncated (`np.uint8(x * 255)`), as the CIFAR-10-C generator did.
 
 A directory written by bnn-shift also has `manifest.json` (see `corrupted_sets`): then the
 entries and their severities come from it and every file is checked against its sha256 when read.
@@ -42,9 +44,14 @@ FORMAT = "bnn-shift corrupted set"
 CIFAR_SEVERITIES = (1, 2, 3, 4, 5)
 
 
-def to_uint8(images01: np.ndarray) -> np.ndarray:
-    """Pixel values in [0, 1] -> uint8 0..255, rounded to nearest (as the releases store them)."""
-    return np.rint(np.clip(images01, 0.0, 1.0) * 255.0).astype(np.uint8)
+def to_uint8(images01: np.ndarray, benchmark: str | None = None) -> np.ndarray:
+    """Pixel values in [0, 1] -> uint8 0..255, stored the way `benchmark`'s release did.
+
+    CIFAR-10-C's generator saves `np.uint8(x * 255)`, which truncates; MNIST-C's notebook
+    rounds (`np.round`). `benchmark=None` rounds to nearest, for clean images (on the 8-bit
+    grid up to float round-off). See `corruptions.to_uint8`.
+    """
+    return corruptions.to_uint8(images01, benchmark)
 
 
 def read_manifest(directory: Path) -> dict[str, Any] | None:
@@ -189,7 +196,7 @@ def _load_labels(path: Path, want: str | None = None) -> np.ndarray:
 
 def _ordered(entries: dict, benchmark: str) -> dict:
     """Entries in the benchmark's published corruption order, then by severity."""
-    order = {name: i for i, name in enumerate(corruptions.BENCHMARKS.get(benchmark, {}))}
+    order = {name: i for i, name in enumerate(corruptions.RELEASES.get(benchmark, {}))}
     return dict(sorted(entries.items(), key=lambda kv: (order.get(kv[0][0], len(order)), kv[0])))
 
 
@@ -215,10 +222,11 @@ def _official_mnist_c(d: Path) -> CorruptedSet:
     entries, labels = {}, None
     for sub in dirs:
         name, _, tail = sub.name.partition("-s")
-        if name in corruptions.MNIST_C:
-            sev = int(tail) if tail.isdigit() else corruptions.MNIST_C[name].default_severity
+        known = corruptions.RELEASES["mnist-c"]  # identity and the 15 corruptions
+        if name in known:
+            sev = int(tail) if tail.isdigit() else known[name].default_severity
         else:
-            sev = 0  # identity, or a corruption this package does not generate
+            sev = 0  # a corruption this package does not generate
         y = _load_labels(sub / "test_labels.npy")
         if labels is None:
             labels = y

@@ -7,8 +7,9 @@ official download and a set written here read the same way. Files are plain `.np
 `manifest.json`: each file's sha256, the corruption and severities it holds, the seed, the
 sha256 of the clean images it was made from, and the generator (package version and a hash of
 the corruption code). Writing is resumable: entries already present with a matching manifest
-and checksum are kept, the rest generated. Images are quantised to uint8 as in the releases,
-so they differ from `corrupt` by at most half a grey level.
+and checksum are kept, the rest generated. Images are quantised to uint8 as each release
+did (`to_uint8(..., benchmark)`: MNIST-C rounds, so sets differ from `corrupt` by at most half
+a grey level; CIFAR-10-C truncates, by less than one level, always downwards).
 """
 
 from __future__ import annotations
@@ -209,7 +210,7 @@ def materialise(
 
 
 def _generate(clean01: np.ndarray, name: str, severity: int, seed: int, benchmark: str):
-    return to_uint8(corruptions.corrupt(clean01, name, severity, seed, benchmark))
+    return to_uint8(corruptions.corrupt(clean01, name, severity, seed, benchmark), benchmark)
 
 
 def _write_mnist_c(out, manifest, wanted, clean01, labels, benchmark, seed, bar) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from bnn_shift.data import DataNotFoundError, Dataset
 from bnn_shift.shift import load_cifar10_c, load_corrupted, load_mnist_c
+from bnn_shift.shift.corrupted_layouts import to_uint8
 
 N = 5
 
@@ -33,8 +34,8 @@ def test_official_mnist_c(official_mnist_c: tuple[Path, np.ndarray]) -> None:
     root, labels = official_mnist_c
     cset = load_mnist_c(root)
     assert cset.benchmark == "mnist-c" and cset.manifest is None
-    # the release's severity per corruption; unknown names (identity) get 0 and sort last
-    assert cset.keys == [("shot_noise", 5), ("translate", 3), ("identity", 0)]
+    # the release's severity per corruption and its order: identity (the clean set) first
+    assert cset.keys == [("identity", 1), ("shot_noise", 5), ("translate", 3)]
     np.testing.assert_array_equal(cset.labels, labels)
     assert (cset.images("translate") == 20).all()
     assert load_corrupted(root).keys == cset.keys  # layout detected from the files
@@ -92,3 +93,21 @@ def test_missing_directories(tmp_path: Path) -> None:
         load_mnist_c(tmp_path)
     with pytest.raises(DataNotFoundError, match="CIFAR-10-C layout"):
         load_cifar10_c(tmp_path)
+
+
+def test_unknown_mnist_c_directories_get_severity_0(tmp_path: Path) -> None:
+    labels = np.arange(N, dtype=np.uint8)
+    for name in ("quantize", "translate"):  # quantize: in ALL_CORRUPTIONS, not generated here
+        _mnist_dir(tmp_path, name, np.zeros((N, 28, 28, 1), np.uint8), labels)
+    assert load_mnist_c(tmp_path).keys == [("translate", 3), ("quantize", 0)]
+
+
+def test_to_uint8_stores_each_dataset_as_its_release() -> None:
+    # CIFAR-10-C: np.uint8(x * 255) truncates; MNIST-C's notebook rounds; clean images round
+    x = np.array([[0.0, 12.5, 12.49, 254.9, 255.0]]) / 255
+    assert to_uint8(x, "cifar10-c").tolist() == [[0, 12, 12, 254, 255]]
+    assert to_uint8(x, "mnist-c").tolist() == [[0, 12, 12, 255, 255]]  # 12.5: to even
+    assert to_uint8(x).tolist() == [[0, 12, 12, 255, 255]]
+    on_grid = np.arange(256, dtype=np.float32) / np.float32(255)
+    for benchmark in ("cifar10-c", "mnist-c", None):  # exact levels never move
+        np.testing.assert_array_equal(to_uint8(on_grid, benchmark), np.arange(256))

@@ -12,7 +12,7 @@ from bnn_shift.data import ChecksumError, Dataset, upsample_digits
 from bnn_shift.data.cache import file_digest
 from bnn_shift.shift import cached_corruption_shifts, load_cifar10_c, load_mnist_c
 from bnn_shift.shift import corrupted_sets as cs
-from bnn_shift.shift.corruptions import corrupt, corruption_shifts
+from bnn_shift.shift.corruptions import corrupt, corruption_shifts, to_uint8
 
 N_MNIST, N_CIFAR = 24, 6
 
@@ -56,7 +56,7 @@ def generated(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
 
 def _expected(ds: Dataset, name: str, severity: int, seed: int, benchmark: str) -> np.ndarray:
     clean01 = np.clip(ds.denormalize(ds.x_test), 0, 1)
-    return np.rint(corrupt(clean01, name, severity, seed, benchmark) * 255).astype(np.uint8)
+    return to_uint8(corrupt(clean01, name, severity, seed, benchmark), benchmark)
 
 
 def test_mnist_c_round_trip(mnist_like: Dataset, tmp_path: Path) -> None:

@@ -1,9 +1,11 @@
 """Image corruptions (MNIST-C, CIFAR-10-C) and their registry.
 
-`corrupt(images01, name, severity, seed, benchmark)` corrupts a batch in pixel space [0, 1];
-`corruption_shifts(dataset, ...)` wraps corruptions as `Shift`s on normalised inputs for
-`evaluate`. `MNIST_C` and `CIFAR10_C` map each benchmark's corruption names, in the
-published order, to their `Corruption` records.
+`corrupt(images, name, severity, seed, benchmark)` corrupts a batch in pixel space (uint8
+0..255 or floats in [0, 1]); `to_uint8(images01, benchmark)` stores [0, 1] results as the
+benchmark's release did; `corruption_shifts(dataset, ...)` wraps corruptions as `Shift`s on
+normalised inputs for `evaluate`. `MNIST_C` and `CIFAR10_C` map each benchmark's corruption
+names, in the published order, to their `Corruption` records; `RELEASES` adds what a release
+holds besides them (MNIST-C's `identity`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from bnn_shift.shift.corruptions import _ops
 from bnn_shift.shift.corruptions._corruption import Corruption, CorruptionFn
-from bnn_shift.shift.corruptions.mnist_c import MNIST_C
+from bnn_shift.shift.corruptions.mnist_c import MNIST_C, MNIST_C_EXTRA
 from bnn_shift.shift.noise import Shift
 
 try:
@@ -32,24 +35,51 @@ __all__ = [
     "BENCHMARKS",
     "CIFAR10_C",
     "MNIST_C",
+    "RELEASES",
     "Corruption",
     "CorruptionFn",
     "corrupt",
     "corruption_shifts",
     "get_corruption",
+    "to_uint8",
 ]
 
+# the corruptions of each benchmark (the default set, and the one its mean is taken over)
 BENCHMARKS: dict[str, dict[str, Corruption]] = {"mnist-c": MNIST_C, "cifar10-c": CIFAR10_C}
+# everything each release holds, in its order: MNIST-C's starts with the clean `identity` set
+RELEASES: dict[str, dict[str, Corruption]] = {
+    "mnist-c": {**MNIST_C_EXTRA, **MNIST_C},
+    "cifar10-c": CIFAR10_C,
+}
+# how each release stored its float results as uint8: the CIFAR-10-C generator saves
+# `np.uint8(x * 255)` (truncation), MNIST-C's notebook `np.round(x * 255)`
+_STORAGE = {"mnist-c": "round", "cifar10-c": "truncate"}
 # which severities a benchmark's static release holds, used when none are asked for
 _RELEASE_SEVERITIES = {"mnist-c": "default", "cifar10-c": "all"}
 _RANGE_SLACK = 1e-3  # denormalised inputs may stray this far outside [0, 1] by rounding
 
 
+def to_uint8(images01: np.ndarray, benchmark: str | None = None) -> np.ndarray:
+    """Pixel values in [0, 1] -> uint8 0..255 as `benchmark`'s release stored them.
+
+    `"cifar10-c"` truncates (the generator saves `np.uint8(x * 255)`; values within
+    `_ops.TRUNCATE_SLACK` of a level below it count as that level, absorbing float32
+    round-off), `"mnist-c"` rounds to nearest (its notebook's `np.round`). `None` rounds
+    too: the right choice for clean images that lie on the 8-bit grid up to round-off.
+    """
+    if benchmark is not None and benchmark not in _STORAGE:
+        raise ValueError(f"unknown benchmark {benchmark!r}; choose from {sorted(_STORAGE)}")
+    if benchmark is not None and _STORAGE[benchmark] == "truncate":
+        return np.rint(_ops.truncate_8bit(images01) * np.float32(255)).astype(np.uint8)
+    return np.rint(np.clip(images01, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
 def get_corruption(name: str, benchmark: str = "mnist-c") -> Corruption:
-    """The registry entry for `name` in `benchmark` (`"mnist-c"` or `"cifar10-c"`)."""
+    """The registry entry for `name` in `benchmark` (`"mnist-c"` or `"cifar10-c"`),
+    including what the release holds besides the benchmark's corruptions (`RELEASES`)."""
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; choose from {sorted(BENCHMARKS)}")
-    table = BENCHMARKS[benchmark]
+    table = RELEASES[benchmark]
     if not table:
         raise ValueError(f"no corruptions are registered for {benchmark!r}")
     if name not in table:
@@ -79,13 +109,16 @@ def _rng(seed: int, entry: Corruption, severity: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), tag, severity])
 
 
-def _as_batch(images01: np.ndarray) -> np.ndarray:
-    """Validate pixel-space images and return them as float32 `(n, H, W, C)`."""
-    x = np.asarray(images01)
-    if not np.issubdtype(x.dtype, np.floating):
+def _as_batch(images: np.ndarray) -> np.ndarray:
+    """Validate pixel-space images (uint8 or floats in [0, 1]) and return them as float32
+    `(n, H, W, C)` in [0, 1]."""
+    x = np.asarray(images)
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) / np.float32(255)
+    elif not np.issubdtype(x.dtype, np.floating):
         raise ValueError(
-            f"images must be floats in [0, 1]; got dtype {x.dtype} "
-            "(divide uint8 images by 255 first)"
+            f"images must be uint8 (0..255) or floats in [0, 1]; got dtype {x.dtype} "
+            "(convert other integer images to uint8 or divide them by their maximum)"
         )
     if x.ndim not in (3, 4):
         raise ValueError(f"images must be (n, H, W) or (n, H, W, C); got shape {x.shape}")
@@ -103,7 +136,7 @@ def _as_batch(images01: np.ndarray) -> np.ndarray:
 
 
 def corrupt(
-    images01: np.ndarray,
+    images: np.ndarray,
     name: str,
     severity: int | None = None,
     seed: int = 0,
@@ -111,21 +144,26 @@ def corrupt(
 ) -> np.ndarray:
     """Corrupt a batch of images in pixel space.
 
-    `images01` is `(n, H, W)` or `(n, H, W, C)` floats in [0, 1]; the result is float32 of
-    the same shape in [0, 1]. `severity` defaults to the benchmark release's level.
-    Deterministic given (`seed`, benchmark, `name`, severity) and the whole batch: the
-    random draws for one image depend on its position and on `n`, so corrupt a test set in
-    one call (or fixed chunks) to reproduce it.
+    `images` is `(n, H, W)` or `(n, H, W, C)`, either uint8 (0..255) or floats in [0, 1].
+    The result has the same shape, and the type of the input: uint8 images give uint8
+    images stored as the benchmark's release stored them (`to_uint8(..., benchmark)`:
+    CIFAR-10-C truncates, MNIST-C rounds); float images give float32 in [0, 1], not
+    quantised. `severity` defaults to the benchmark release's level. Deterministic given
+    (`seed`, benchmark, `name`, severity) and the whole batch: the random draws for one
+    image depend on its position and on `n`, so corrupt a test set in one call (or fixed
+    chunks) to reproduce it.
     """
     entry = get_corruption(name, benchmark)
     level = _severity(entry, severity)
-    x = _as_batch(images01)
+    x = _as_batch(images)
+    as_uint8 = np.asarray(images).dtype == np.uint8
     if len(x) == 0:
-        return np.zeros(np.shape(images01), np.float32)
+        return np.zeros(np.shape(images), np.uint8 if as_uint8 else np.float32)
     y = entry.fn(x, level, _rng(seed, entry, level))
     if y.shape != x.shape:
         raise RuntimeError(f"{benchmark} {name} returned shape {y.shape} for input {x.shape}")
-    return np.clip(y, 0.0, 1.0).astype(np.float32, copy=False).reshape(np.shape(images01))
+    y = np.clip(y, 0.0, 1.0).astype(np.float32, copy=False).reshape(np.shape(images))
+    return to_uint8(y, benchmark) if as_uint8 else y
 
 
 def _levels(entry: Corruption, severities: Sequence[int] | str | None) -> tuple[int, ...]:

@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = [
+    "TRUNCATE_SLACK",
     "gaussian_blur",
     "glass_blur",
     "hsv_to_rgb",
@@ -23,9 +24,21 @@ __all__ = [
     "plasma_fractal",
     "rgb_to_hsv",
     "shot",
+    "truncate_8bit",
 ]
 
 _MOTION_CHUNK = 1024  # images per edge-padded block in motion_blur
+# Truncating to 8 bits takes values within this fraction of a level below an integer level as
+# that level: float32 round-off (a blur whose weights sum to 1 - 1e-7, a denormalised input)
+# must not drop an exact level by one. About 0.1 % of continuous values are rounded up by it.
+TRUNCATE_SLACK = 2.0**-10
+
+
+def truncate_8bit(x: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] -> the 8-bit level below, as `np.uint8(x * 255)` does, float32 in
+    [0, 1] (`k / 255`); see `TRUNCATE_SLACK`."""
+    levels = np.floor(np.clip(np.asarray(x, np.float64), 0.0, 1.0) * 255.0 + TRUNCATE_SLACK)
+    return (np.minimum(levels, 255.0) / 255.0).astype(np.float32)
 
 
 def check_images(x: np.ndarray, name: str = "x") -> np.ndarray:
@@ -90,6 +103,7 @@ def glass_blur(
     rng: np.random.Generator,
     *,
     swap_prob: float = 1.0,
+    copy: bool = False,
 ) -> np.ndarray:
     """Glass blur: blur, quantise to 8 bits, local pixel swaps, blur again.
 
@@ -99,6 +113,11 @@ def glass_blur(
     0.5 in MNIST-C). Swaps chain, so positions are visited in order; each visit acts on the
     whole batch at once, every image with its own offsets. The 8-bit truncation after the
     first blur reproduces both generators' `np.uint8(... * 255)`.
+
+    `copy=True` reproduces what the CIFAR-10-C generator's swap does on its 3-D `(H, W, 3)`
+    images: `x[p], x[q] = x[q], x[p]` evaluates the right side as numpy *views*, so after the
+    first assignment both hold pixel `q`; the visited pixel is overwritten by its partner and
+    the partner is unchanged. MNIST-C's images are 2-D, where the same line swaps scalars.
     """
     x = check_images(x)
     d = int(max_delta)
@@ -108,7 +127,7 @@ def glass_blur(
             f"{max_delta}, {iterations}, {swap_prob}"
         )
     n, h, w, c = x.shape
-    y = np.floor(np.clip(gaussian_blur(x, sigma), 0.0, 1.0) * 255.0) / np.float32(255.0)
+    y = truncate_8bit(gaussian_blur(x, sigma))
     flat = np.ascontiguousarray(y, dtype=np.float32).reshape(n, h * w, c)  # (n, H*W, C)
     batch = np.arange(n)
     positions = [(r, col) for r in range(h - d, d, -1) for col in range(w - d, d, -1)]
@@ -121,6 +140,9 @@ def glass_blur(
                 rows, dr, dc = batch[keep], dr[keep], dc[keep]
             p = r * w + col
             q = (r + dr) * w + (col + dc)  # (m,)
+            if copy:  # the release's view semantics: pixel q over pixel p, q unchanged
+                flat[rows, p] = flat[rows, q]
+                continue
             here = flat[rows, p].copy()  # (m, C)
             flat[rows, p] = flat[rows, q]
             flat[rows, q] = here
@@ -152,8 +174,8 @@ def motion_blur(x: np.ndarray, radius: float, sigma: float, angles_deg: np.ndarr
     A numpy port of ImageMagick's `MotionBlurImage` (used through Wand by both original
     generators): a one-sided, Gaussian-weighted line of `2 * ceil(radius) + 1` taps along
     the angle (see `motion_blur_kernel`), edge pixels repeated beyond the border. Each
-    image gets its own angle `angles_deg` `(n,)`. ImageMagick's 8-bit PNG round trip is
-    not applied here.
+    image gets its own angle `angles_deg` `(n,)`. ImageMagick's 8-bit output is not applied
+    here: the generators' results are `truncate_8bit` of this (ImageMagick truncates).
 
     The images are sorted by angle, so for each tap the images sharing one pixel offset form
     contiguous runs, and each run is one shifted slice of the edge-padded batch.

@@ -3,7 +3,10 @@
 Every function acts on a whole batch `(n, H, W, C)` at once. The border modes follow
 `scipy.ndimage` names: `"reflect"` repeats the edge pixel (d c b a | a b c d),
 `"mirror"` does not (d c b | a b c d; OpenCV's `BORDER_REFLECT_101`) and `"nearest"`
-clamps (a a a | a b c d; OpenCV's `BORDER_REPLICATE`).
+clamps (a a a | a b c d; OpenCV's `BORDER_REPLICATE`). Two functions reproduce the libraries
+of the CIFAR-10-C release bit for bit instead: `opencv_warp_affine` (OpenCV's fixed-point
+`warpAffine`) and `map_coordinates_pre16_reflect` (SciPy < 1.6's `map_coordinates(order=1,
+mode="reflect")`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ __all__ = [
     "apply_taps",
     "box_resize_matrix",
     "clipped_zoom_taps",
+    "map_coordinates_pre16_reflect",
+    "opencv_warp_affine",
     "sample_bilinear",
 ]
 
@@ -83,6 +88,116 @@ def affine_from_points(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     design = np.concatenate([np.asarray(src, np.float64), ones], axis=-1)  # (n, 3, 3)
     solution = np.linalg.solve(design, np.asarray(dst, np.float64))  # (n, 3, 2)
     return np.swapaxes(solution, -1, -2)
+
+
+# OpenCV's warpAffine: the map is evaluated in 1/1024 px (AB_BITS = 10), then rounded to the
+# 1/32 px grid (INTER_BITS = 5) whose bilinear weights (k/32 products) are tabulated
+_AB_SCALE = 1 << 10
+_INTER_BITS = 5
+_INTER_TAB = 1 << _INTER_BITS
+
+
+def _opencv_inverse(forward: np.ndarray) -> np.ndarray:
+    """`warpAffine`'s inversion of forward maps `(n, 2, 3)`, OpenCV's formula in float64."""
+    m = np.asarray(forward, np.float64)
+    a, b, c = m[:, 0, 0], m[:, 0, 1], m[:, 0, 2]
+    d, e, f = m[:, 1, 0], m[:, 1, 1], m[:, 1, 2]
+    det = a * e - b * d
+    inv_det = np.where(det != 0, 1.0 / np.where(det != 0, det, 1.0), 0.0)
+    a11, a22 = e * inv_det, a * inv_det
+    a12, a21 = b * -inv_det, d * -inv_det
+    b1 = -a11 * c - a12 * f
+    b2 = -a21 * c - a22 * f
+    return np.stack([np.stack([a11, a12, b1], -1), np.stack([a21, a22, b2], -1)], 1)
+
+
+def opencv_warp_affine(x: np.ndarray, forward: np.ndarray) -> np.ndarray:
+    """OpenCV's `warpAffine(img, M, (W, H), borderMode=BORDER_REFLECT_101)` (INTER_LINEAR)
+    of each float image of `x` `(n, H, W, C)` by its forward map `forward` `(n, 2, 3)`.
+
+    As OpenCV computes it: the map is inverted, each output pixel's source coordinates are
+    rounded to 1/1024 px and then to the nearest 1/32 px, and the 4 neighbours are weighted
+    by products of multiples of 1/32 and summed in float32 (neighbours outside the image
+    mirrored without the edge pixel). Returns float32 `(n, H, W, C)`.
+    """
+    n, h, w, _ = x.shape
+    inv = _opencv_inverse(forward)
+    cols, rows = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)
+    half_step = _AB_SCALE // _INTER_TAB // 2
+    shift = int(math.log2(_AB_SCALE)) - _INTER_BITS
+
+    def fixed(k: int) -> np.ndarray:  # source coordinate k (0: col, 1: row) in 1/32 px
+        across = np.rint(inv[:, k, 0, None] * cols * _AB_SCALE).astype(np.int64)  # (n, W)
+        down = np.rint((inv[:, k, 1, None] * rows + inv[:, k, 2, None]) * _AB_SCALE)
+        down = down.astype(np.int64) + half_step  # (n, H)
+        return (down[:, :, None] + across[:, None, :]) >> shift  # (n, H, W)
+
+    fx, fy = fixed(0), fixed(1)
+    c0, r0 = fx >> _INTER_BITS, fy >> _INTER_BITS
+    table = np.arange(_INTER_TAB, dtype=np.float32) / np.float32(_INTER_TAB)
+    ux = table[fx & (_INTER_TAB - 1)][..., None]  # (n, H, W, 1) exact k / 32
+    uy = table[fy & (_INTER_TAB - 1)][..., None]
+    one = np.float32(1.0)
+    ca, cb = _fold(c0, w, "mirror"), _fold(c0 + 1, w, "mirror")
+    ra, rb = _fold(r0, h, "mirror"), _fold(r0 + 1, h, "mirror")
+    b = np.arange(n)[:, None, None]
+    img = np.asarray(x, np.float32)
+    out = img[b, ra, ca] * ((one - uy) * (one - ux))
+    out += img[b, ra, cb] * ((one - uy) * ux)
+    out += img[b, rb, ca] * (uy * (one - ux))
+    out += img[b, rb, cb] * (uy * ux)
+    return out
+
+
+def _pre16_reflect(coord: np.ndarray, size: int) -> np.ndarray:
+    """SciPy < 1.6's `map_coordinate(in, len, NI_EXTEND_REFLECT)`: a coordinate below 0
+    becomes `-in - 1`, one at or above `len` becomes `2 len - in - 1` (after reducing by
+    `2 len`); one in `(len - 1, len)` is left as it is."""
+    if size <= 1:
+        return np.zeros_like(coord)
+    period = 2.0 * size
+    out = np.array(coord, np.float64)
+    low = out < 0
+    t = out[low]
+    t = np.where(t < -period, period * np.trunc(-t / period) + t, t)
+    out[low] = np.where(t < -size, t + period, -t - 1)
+    high = out > size - 1
+    u = out[high]
+    u = u - period * np.trunc(u / period)
+    out[high] = np.where(u >= size, period - u - 1, u)
+    return out
+
+
+def map_coordinates_pre16_reflect(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """SciPy < 1.6's `map_coordinates(img, [rows, cols, channel], order=1, mode="reflect")`
+    for each image of `x` `(n, H, W, C)` at its own coordinates `rows`, `cols` `(n, H, W)`.
+
+    Before SciPy 1.6 (gh-12767 rewrote the boundary handling) "reflect" was not the
+    half-sample reflection it is now. The coordinate was first reflected (`_pre16_reflect`),
+    then interpolated between neighbours mirrored *without* the edge pixel (today's
+    "mirror"), and a result at or below -1 gave the constant 0. So a coordinate `-0.3`
+    reads `0.7 x[1] + 0.3 x[0]` (today's "reflect": `x[0]`; "mirror": `0.3 x[1] + 0.7
+    x[0]`) and `W - 0.5` reads `(x[W-1] + x[W-2]) / 2`. The sum is taken in float64 in
+    SciPy's order; the result is float32, as SciPy returns it for a float32 image.
+    """
+    n, h, w, _ = x.shape
+    rr, cc = _pre16_reflect(rows, h), _pre16_reflect(cols, w)
+    weights = []
+    for coord, size in ((rr, h), (cc, w)):
+        start = np.floor(coord)
+        d = start - coord  # scipy's spline_coefficients: y = |start - x + k|, w = 1 - y
+        i0 = np.clip(start, -1, size).astype(np.int64)  # -1 when -1 < coordinate < 0
+        lo, hi = _fold(i0, size, "mirror"), _fold(i0 + 1, size, "mirror")
+        weights.append((1.0 - np.abs(d), 1.0 - np.abs(d + 1.0), lo, hi))
+    (wr0, wr1, ra, rb), (wc0, wc1, ca, cb) = weights
+    b = np.arange(n)[:, None, None]
+    img = np.asarray(x)
+    t = img[b, ra, ca].astype(np.float64) * wr0[..., None] * wc0[..., None]
+    t += img[b, ra, cb].astype(np.float64) * wr0[..., None] * wc1[..., None]
+    t += img[b, rb, ca].astype(np.float64) * wr1[..., None] * wc0[..., None]
+    t += img[b, rb, cb].astype(np.float64) * wr1[..., None] * wc1[..., None]
+    t[(rr <= -1.0) | (cc <= -1.0)] = 0.0  # outside after reflecting: the constant cval
+    return t.astype(np.float32)
 
 
 def _zoom_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

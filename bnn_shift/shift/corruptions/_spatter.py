@@ -3,6 +3,7 @@
 The original generator uses OpenCV (Canny, the 5x5 chamfer distance transform, box blur,
 histogram equalisation, an emboss filter). Here each is a batched numpy/scipy port with
 OpenCV's semantics and integer arithmetic on 8-bit images, checked against OpenCV itself.
+The 8-bit cast of the liquid layer wraps around as the release's did (`release_uint8_cast`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from scipy import ndimage
 
 from bnn_shift.shift.corruptions._ops import gaussian_blur
 
-__all__ = ["chamfer_distance", "equalize_hist", "opencv_canny", "spatter"]
+__all__ = ["chamfer_distance", "equalize_hist", "opencv_canny", "release_uint8_cast", "spatter"]
 
 _WATER_RGB = np.array([175, 238, 238], np.float32) / 255  # pale turquoise
 _MUD_RGB = np.array([63, 42, 20], np.float32) / 255  # brown
@@ -136,8 +137,7 @@ def _box3(a: np.ndarray) -> np.ndarray:
 
 def _water_mask(liquid: np.ndarray) -> np.ndarray:
     """The embossed water-drop intensity `(n, H, W)` in [0, 1] from the liquid layer."""
-    # clipped first (the original wraps values above 1 around), then truncated as the original
-    liquid8 = (np.clip(liquid, 0.0, 1.0) * 255).astype(np.uint8)
+    liquid8 = release_uint8_cast(liquid)
     edges = opencv_canny(liquid8, 50, 150)
     n = liquid.shape[0]
     dist = np.minimum(chamfer_distance(edges), np.float32(20.0))
@@ -154,6 +154,17 @@ def _water_mask(liquid: np.ndarray) -> np.ndarray:
     m = liquid8.astype(np.float64) * dist  # (n, H, W)
     peak = m.reshape(n, -1).max(axis=1)[:, None, None]
     return np.where(peak > 0, m / np.where(peak > 0, peak, 1.0), 0.0).astype(np.float32)
+
+
+def release_uint8_cast(liquid: np.ndarray) -> np.ndarray:
+    """The generator's `(liquid * 255).astype(np.uint8)` for a liquid layer >= 0.
+
+    Truncated, and values above 1 wrap around modulo 256 (what numpy's float -> uint8 cast
+    did on x86 at the time of the release): a drop at 1.2 becomes level 50, a dark hole in
+    a bright drop (about 1 % of the pixels at severity 3, the only level whose layer exceeds
+    1). Kept on purpose: the released CIFAR-10-C was made that way.
+    """
+    return (np.trunc(np.asarray(liquid, np.float64) * 255).astype(np.int64) & 0xFF).astype(np.uint8)
 
 
 def _colour(rgb: np.ndarray, channels: int) -> np.ndarray:
@@ -182,8 +193,9 @@ def spatter(
     On grayscale images the colours are their luminance.
     """
     n, h, w, c = x.shape
-    layer = rng.normal(loc, scale, size=(n, h, w, 1))
-    layer = gaussian_blur(layer, sigma)[..., 0].astype(np.float64)  # (n, H, W)
+    layer = rng.normal(loc, scale, size=(n, h, w))
+    # float64 as skimage's `gaussian` blurs it (its 8-bit cast below truncates)
+    layer = ndimage.gaussian_filter(layer, (0, sigma, sigma), mode="nearest")  # (n, H, W)
     layer[layer < threshold] = 0
     if mode == 0:
         m = _water_mask(layer)[..., None] * np.float32(intensity)  # (n, H, W, 1)

@@ -3,15 +3,20 @@
 A port of the published generator (google-research/mnist-c, `corruptions.py`) with its
 parameters. Where a corruption there has a 5-level severity list, all 5 are available and the
 default is the level of that function's default argument (assumed to be the one used for the
-static release); stripe, dotted_line, zigzag and canny_edges have one level. Images are
+static release); stripe, dotted_line, zigzag and canny_edges have one level. The release's
+`identity` set (the clean images) is `MNIST_C_EXTRA["identity"]`, outside the 15. Images are
 `(n, H, W, C)` float32 in [0, 1] (the generator works on 0..255 and divides by 255); the
 code is written for 28 x 28 digits but accepts other sizes, scaling the geometry where the
 original hard-codes 28. Quirks of the original kept on purpose: glass_blur blurs down the
-rows only (see its docstring); shear uses scikit-image's old shear convention; zigzag's last
-vertex uses the original's formula. Deliberate differences from the original:
+rows only (see its docstring) and truly swaps pixels (its images are 2-D); shear uses
+scikit-image's old shear convention; zigzag's last vertex uses the original's formula.
+dotted_line and zigzag divide with Python 3's true division: the published code divides
+integers with `/`, which under Python 2 (the release notebook's kernel) floors and gives
+other lines for most draws; which one made the release cannot be told from the code.
+Deliberate differences from the original:
 
 - motion_blur uses a numpy port of ImageMagick's motion-blur kernel instead of Wand
-  (`_ops.motion_blur`), then rounds to 8 bits as ImageMagick's PNG output does.
+  (`_ops.motion_blur`), then truncates to 8 bits as ImageMagick's output does.
 - canny_edges uses a batched re-implementation of `skimage.feature.canny` (`_canny`).
 - fog's plasma fractal is computed in float32 with 16-bit uniform draws (`_ops`).
 - Random draws come from one `numpy.random.Generator` per call, so images are corrupted
@@ -30,7 +35,7 @@ from bnn_shift.shift.corruptions._canny import canny
 from bnn_shift.shift.corruptions._corruption import Corruption
 from bnn_shift.shift.corruptions._warp import affine_warp
 
-__all__ = ["LEVELS", "MNIST_C", "MNIST_C_NAMES"]
+__all__ = ["LEVELS", "MNIST_C", "MNIST_C_EXTRA", "MNIST_C_NAMES", "MNIST_C_RELEASE"]
 
 # severity s uses LEVELS[name][s - 1]; the default severity is given in _DEFAULT_SEVERITY
 LEVELS: dict[str, tuple] = {
@@ -77,6 +82,11 @@ def _f32(x: np.ndarray) -> np.ndarray:
     return np.clip(x, 0.0, 1.0).astype(np.float32, copy=False)
 
 
+def identity(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """The release's `identity` set: the clean images."""
+    return np.array(x, dtype=np.float32)
+
+
 def shot_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     return _ops.shot(x, LEVELS["shot_noise"][severity - 1], rng)
 
@@ -96,8 +106,7 @@ def glass_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.nda
 def motion_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     radius, sigma = LEVELS["motion_blur"][severity - 1]
     angles = rng.uniform(-45.0, 45.0, size=len(x))  # (n,) degrees
-    y = _ops.motion_blur(x, radius, sigma, angles)
-    return np.round(y * 255.0) / np.float32(255.0)
+    return _ops.truncate_8bit(_ops.motion_blur(x, radius, sigma, angles))
 
 
 def _centred_warp(x: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -326,11 +335,15 @@ _FUNCTIONS = {
     "canny_edges": canny_edges,
 }
 MNIST_C_NAMES: tuple[str, ...] = tuple(_FUNCTIONS)  # the published order (identity left out)
+# the release's directories in its order (the generator's CORRUPTIONS): identity, then the 15
+MNIST_C_RELEASE: tuple[str, ...] = ("identity", *MNIST_C_NAMES)
 
 
-def _entry(name: str) -> Corruption:
+def _entry(name: str, fn) -> Corruption:
     levels = tuple(range(1, len(LEVELS[name]) + 1)) if name in LEVELS else (1,)
-    return Corruption(name, "mnist-c", levels, _DEFAULT_SEVERITY.get(name, 1), _FUNCTIONS[name])
+    return Corruption(name, "mnist-c", levels, _DEFAULT_SEVERITY.get(name, 1), fn)
 
 
-MNIST_C: dict[str, Corruption] = {name: _entry(name) for name in MNIST_C_NAMES}
+MNIST_C: dict[str, Corruption] = {name: _entry(name, _FUNCTIONS[name]) for name in MNIST_C_NAMES}
+# in the release but not one of the 15 corruptions (nor in their mean)
+MNIST_C_EXTRA: dict[str, Corruption] = {"identity": _entry("identity", identity)}

@@ -11,7 +11,11 @@ from bnn_shift.shift.corruptions import CIFAR10_C, corrupt
 from bnn_shift.shift.corruptions import cifar10_c as c10
 from bnn_shift.shift.corruptions._frost import ENV_FROST_DIR
 from bnn_shift.shift.corruptions._ops import rgb_to_hsv
-from bnn_shift.shift.corruptions._resample import box_resize_matrix
+from bnn_shift.shift.corruptions._resample import (
+    box_resize_matrix,
+    map_coordinates_pre16_reflect,
+    opencv_warp_affine,
+)
 from bnn_shift.shift.corruptions._spatter import chamfer_distance, equalize_hist, opencv_canny
 
 NAMES = list(CIFAR10_C)
@@ -180,15 +184,24 @@ def test_brightness_adds_c_to_value():
         assert np.allclose(out[..., 1], hsv[..., 1], atol=1e-5)
 
 
-def test_pixelate_identity_at_factor_one_and_block_means(monkeypatch):
-    x = smooth_images(2)
+def test_pixelate_is_pillows_8_bit_box_resize(monkeypatch):
+    x = np.round(smooth_images(2) * 255) / np.float32(255)  # on the 8-bit grid
+    pixels = np.round(x * 255).astype(np.uint8)
+    for s in SEVERITIES:
+        side = int(32 * c10.LEVELS["pixelate"][s - 1])
+        box = Image.Resampling.BOX
+        ref = [  # the generator's PIL path on RGB images
+            np.asarray(Image.fromarray(p).resize((side, side), box).resize((32, 32), box))
+            for p in pixels
+        ]
+        np.testing.assert_array_equal(np.rint(run("pixelate", x, s) * 255), ref)
     monkeypatch.setitem(c10.LEVELS, "pixelate", (1.0,) * 5)
-    assert np.allclose(run("pixelate", x, 1), x, atol=1e-6)
+    np.testing.assert_array_equal(run("pixelate", x, 1), x)
     monkeypatch.undo()
-    small = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1) / 15  # 4 -> int(2.6) = 2 -> 4
-    blocks = small.reshape(2, 2, 2, 2).mean(axis=(1, 3))  # 2 x 2 block means
-    expect = np.repeat(np.repeat(blocks, 2, axis=0), 2, axis=1)
-    assert np.allclose(run("pixelate", small, 5)[0, ..., 0], expect, atol=1e-6)
+    ramp = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1) * 17 / 255  # 4 -> 2 -> 4
+    blocks = np.floor(ramp[0, :, :, 0].reshape(2, 2, 2, 2).mean(axis=(1, 3)) * 255 + 0.5)
+    expect = np.repeat(np.repeat(blocks, 2, axis=0), 2, axis=1)  # 2 x 2 block means, rounded
+    np.testing.assert_array_equal(np.rint(run("pixelate", ramp, 5)[0, ..., 0] * 255), expect)
     assert np.allclose(box_resize_matrix(7, 7), np.eye(7))
 
 
@@ -315,30 +328,29 @@ class _Draws:
         return out
 
 
-def test_elastic_matches_a_scipy_reference():
-    """Same draws through scipy: affine inverse map (mirror border), then the smoothed field."""
+def test_elastic_composes_the_release_libraries():
+    """Same draws: OpenCV's warpAffine of the 3-point map, then SciPy < 1.6's map_coordinates
+    with the smoothed field (dx on columns, dy on rows); the primitives are pinned in
+    test_release_fidelity."""
     x = smooth_images(1)
     rng = np.random.default_rng(0)
     alpha, sigma, affine = (v * 32 for v in c10.LEVELS["elastic_transform"][2])
     moves = rng.uniform(-affine, affine, (1, 3, 2))
     field = rng.uniform(-1, 1, (2, 1, 32, 32))
     out = c10.elastic_transform(x, 3, _Draws(moves, field))
-    src = np.array([[26, 26], [26, 6], [6, 6]], np.float64)  # (x, y) points
+    src = np.array([[26, 26], [26, 6], [6, 6]], np.float32)  # (x, y) points
     dst = src + moves[0].astype(np.float32)
-    # output (col, row) -> input: solve dst -> src as an affine map
-    coef = np.linalg.solve(np.c_[dst, np.ones(3)], src)  # (3, 2)
-    rows, cols = np.mgrid[0:32, 0:32].astype(np.float64)
-    in_cols = coef[0, 0] * cols + coef[1, 0] * rows + coef[2, 0]
-    in_rows = coef[0, 1] * cols + coef[1, 1] * rows + coef[2, 1]
-    warp = lambda img, r, c, mode: np.stack(
-        [ndimage.map_coordinates(img[..., k], [r, c], order=1, mode=mode) for k in range(3)], -1
-    )
-    warped = warp(x[0].astype(np.float64), in_rows, in_cols, "mirror")
+    forward = np.linalg.solve(np.c_[src, np.ones(3)], dst).T  # (2, 3): dst = M @ [x, y, 1]
+    warped = opencv_warp_affine(x, forward[None])
     dx, dy = (
-        ndimage.gaussian_filter(f[0], sigma, mode="reflect", truncate=3) * alpha for f in field
+        (ndimage.gaussian_filter(f[0], sigma, mode="reflect", truncate=3) * alpha).astype(
+            np.float32
+        )
+        for f in field
     )
-    ref = warp(warped, rows + dy, cols + dx, "reflect")
-    assert np.allclose(out[0], np.clip(ref, 0, 1), atol=1e-4)
+    rows, cols = np.mgrid[0:32, 0:32]
+    ref = map_coordinates_pre16_reflect(warped, (rows + dy)[None], (cols + dx)[None])
+    np.testing.assert_allclose(out, np.clip(ref, 0, 1), atol=1e-6)
 
 
 # ------------------------------------------------------------------ OpenCV ports (spatter)

@@ -266,14 +266,14 @@ def test_canny_matches_scikit_image(digits: np.ndarray) -> None:
 
 
 def test_corrupt_rejects_bad_input(digits: np.ndarray) -> None:
-    with pytest.raises(ValueError, match="valid names: shot_noise, impulse_noise"):
+    with pytest.raises(ValueError, match="valid names: identity, shot_noise, impulse_noise"):
         corrupt(digits, "snow")
     with pytest.raises(ValueError, match=r"severities \(1, 2, 3, 4, 5\); got 6"):
         corrupt(digits, "fog", 6)
     with pytest.raises(ValueError, match=r"severities \(1,\); got 2"):
         corrupt(digits, "stripe", 2)
-    with pytest.raises(ValueError, match="divide uint8 images by 255"):
-        corrupt((digits * 255).astype(np.uint8), "fog")
+    with pytest.raises(ValueError, match=r"uint8 \(0\.\.255\) or floats in \[0, 1\]"):
+        corrupt((digits * 255).astype(np.int32), "fog")
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
         corrupt(digits * 255, "fog")
     with pytest.raises(ValueError, match=r"\(n, H, W\)"):

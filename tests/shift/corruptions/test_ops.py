@@ -64,25 +64,45 @@ def test_gaussian_blur_of_a_delta_is_the_kernel_and_axes_are_separate() -> None:
         _ops.gaussian_blur(x[0], 1.0)
 
 
-def _glass_reference(img: np.ndarray, sigma, d: int, iterations: int, rng) -> np.ndarray:
-    """One image, pixel by pixel: blur, truncate to 8 bits, swap in raster order, blur."""
+def _glass_reference(img: np.ndarray, sigma, d: int, iterations: int, rng, release_line: bool):
+    """One image, pixel by pixel: blur, truncate to 8 bits, swap in raster order, blur.
+
+    `release_line` runs the generators' own swap line, `x[h, w], x[h', w'] = x[h', w'],
+    x[h, w]`, on the `(H, W, C)` array: numpy views, so it copies (CIFAR-10-C). Otherwise a
+    true swap (MNIST-C's 2-D images)."""
     blur = lambda a: ndimage.gaussian_filter(a, (*sigma, 0), mode="nearest")
-    y = np.floor(np.clip(blur(img.astype(np.float64)), 0, 1) * 255) / 255
+    y = _ops.truncate_8bit(blur(img.astype(np.float64))).astype(np.float64)
     h, w = img.shape[:2]
     for _ in range(iterations):
         for r in range(h - d, d, -1):
             for c in range(w - d, d, -1):
                 dr, dc = rng.integers(-d, d, size=(2, 1))[:, 0]
-                y[[r, r + dr], [c, c + dc]] = y[[r + dr, r], [c + dc, c]]
+                if release_line:
+                    y[r, c], y[r + dr, c + dc] = y[r + dr, c + dc], y[r, c]
+                else:
+                    y[[r, r + dr], [c, c + dc]] = y[[r + dr, r], [c + dc, c]]
     return np.clip(blur(y), 0, 1)
 
 
+@pytest.mark.parametrize("copy", [False, True], ids=["swap", "release-copy"])
 @pytest.mark.parametrize(("sigma", "d", "iterations"), [((0.7, 0.7), 1, 2), ((1.0, 0.0), 3, 1)])
-def test_glass_blur_matches_a_pixel_loop(sigma, d: int, iterations: int) -> None:
-    x = _images(1, 14, 13, 1, seed=3)
-    y = _ops.glass_blur(x, sigma, d, iterations, _rng(5))
-    ref = _glass_reference(x[0], sigma, d, iterations, _rng(5))
+def test_glass_blur_matches_a_pixel_loop(sigma, d: int, iterations: int, copy: bool) -> None:
+    x = _images(1, 14, 13, 3, seed=3)
+    y = _ops.glass_blur(x, sigma, d, iterations, _rng(5), copy=copy)
+    ref = _glass_reference(x[0], sigma, d, iterations, _rng(5), release_line=copy)
     np.testing.assert_allclose(y[0], ref, atol=1e-6)
+    other = _ops.glass_blur(x, sigma, d, iterations, _rng(5), copy=not copy)
+    assert not np.allclose(y, other, atol=1e-3), "copy and swap must differ on 3 channels"
+
+
+def test_truncate_8bit_takes_the_level_below() -> None:
+    k = np.arange(256, dtype=np.float64)
+    on_grid = (k / 255).astype(np.float32)
+    np.testing.assert_array_equal(_ops.truncate_8bit(on_grid) * 255, k)  # exact levels stay
+    just_below = ((k[1:] - 1e-5) / 255).astype(np.float32)  # float32 round-off of a level
+    np.testing.assert_array_equal(np.rint(_ops.truncate_8bit(just_below) * 255), k[1:])
+    np.testing.assert_array_equal(np.rint(_ops.truncate_8bit((k + 0.99) / 255) * 255), k)
+    assert _ops.truncate_8bit(np.array([-0.5, 1.5])).tolist() == [0.0, 1.0]
 
 
 def test_glass_blur_batch_properties() -> None:
@@ -92,7 +112,7 @@ def test_glass_blur_batch_properties() -> None:
     np.testing.assert_array_equal(y, _ops.glass_blur(x, 0.5, 2, 2, _rng(1), swap_prob=0.5))
     assert not np.array_equal(y, _ops.glass_blur(x, 0.5, 2, 2, _rng(2), swap_prob=0.5))
     # no swaps: blur, 8-bit truncation, blur
-    quantised = np.floor(_ops.gaussian_blur(x, 0.5) * 255) / 255
+    quantised = _ops.truncate_8bit(_ops.gaussian_blur(x, 0.5))
     expected = _ops.gaussian_blur(quantised, 0.5)
     np.testing.assert_allclose(_ops.glass_blur(x, 0.5, 2, 0, _rng()), expected, atol=1e-6)
     np.testing.assert_allclose(
