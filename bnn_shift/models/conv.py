@@ -38,7 +38,7 @@ def _matmul_supported(layer: eqx.nn.Conv2d) -> bool:
     return layer.groups == 1 and layer.dilation == (1, 1) and layer.padding_mode == "ZEROS"
 
 
-def _pads(layer: eqx.nn.Conv2d, spatial: tuple[int, int]) -> list[tuple[int, int]]:
+def zero_padding(layer: eqx.nn.Conv2d, spatial: tuple[int, int]) -> list[tuple[int, int]]:
     """The layer's zero padding as ((top, bottom), (left, right)), resolving "SAME"/"VALID"."""
     if isinstance(layer.padding, str):
         return jax.lax.padtype_to_pads(spatial, layer.kernel_size, layer.stride, layer.padding)
@@ -55,7 +55,7 @@ def conv2d_matmul(layer: eqx.nn.Conv2d, x: jax.Array) -> jax.Array:
     if not _matmul_supported(layer):
         raise ValueError("the matmul conv path needs groups=1, dilation 1 and padding_mode ZEROS")
     (kh, kw), (sh, sw) = layer.kernel_size, layer.stride
-    x = jnp.pad(x, [(0, 0), *_pads(layer, x.shape[1:])])  # (C, Hp, Wp)
+    x = jnp.pad(x, [(0, 0), *zero_padding(layer, x.shape[1:])])  # (C, Hp, Wp)
     c, hp, wp = x.shape
     ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
     if (kh, kw) == (sh, sw):
@@ -80,6 +80,8 @@ def conv2d_matmul(layer: eqx.nn.Conv2d, x: jax.Array) -> jax.Array:
 def conv2d(layer: eqx.nn.Conv2d, x: jax.Array, *, path: str | None = None) -> jax.Array:
     """(C, H, W) -> (O, H', W'): `layer(x)` along `path` (default `conv_path()`); layers the
     matmul path does not cover (groups, dilation, non-zero padding modes) run natively."""
+    if not isinstance(layer, eqx.nn.Conv2d):  # a stand-in (e.g. a Laplace KFAC tap): call it
+        return layer(x)
     path = conv_path() if path is None else path
     if path not in CONV_PATHS:
         raise ValueError(f"unknown conv path {path!r}; choose from {CONV_PATHS}")

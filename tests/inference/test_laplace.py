@@ -29,6 +29,7 @@ from bnn_shift.inference.laplace import (
     log_marginal_likelihood,
     tune_prior_scale,
 )
+from bnn_shift.models.conv import conv2d
 from bnn_shift.models.mlp import MLP
 from bnn_shift.models.params import partition_params
 from bnn_shift.priors import EmpCov, Gaussian, StudentT, by_path
@@ -193,6 +194,63 @@ def test_kron_factors_are_the_hand_computed_ones():
     aug = np.column_stack([x, np.ones(len(x))]).astype(np.float64)
     np.testing.assert_allclose(g, g_hand, rtol=1e-5, atol=len(x) * EPS32)
     np.testing.assert_allclose(a, aug.T @ aug / len(x), rtol=1e-5, atol=8 * EPS32)
+
+
+class PooledConv(eqx.Module):
+    """One conv layer whose output channels, averaged over positions, are the logits."""
+
+    conv: eqx.nn.Conv2d
+
+    def __call__(self, x):
+        return conv2d(self.conv, x).mean(axis=(1, 2))  # (C, H, W) -> (O,)
+
+
+def test_conv_kron_factors_are_the_hand_computed_kfc_ones():
+    """KFC for a conv (Grosse & Martens 2016): G sums J_t^T Lambda J_t over examples and
+    positions (here J_t = I / T from the mean pool, so G = sum_i Lambda_i / T), A averages
+    [patch_t, 1][patch_t, 1]^T over examples and positions, patches in the kernel's row order."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(20, 2, 4, 4)).astype(np.float32)
+    y = rng.integers(0, 3, size=20)
+    model = PooledConv(eqx.nn.Conv2d(2, 3, 3, stride=1, padding=1, key=jax.random.key(3)))
+    params, static = partition_params(model)
+    ((g, a),) = kron_factors(
+        params,
+        static,
+        CATEGORICAL,
+        x,
+        y,
+        (KronLayer((jax.tree_util.GetAttrKey("conv"),), True, True),),
+    )
+    padded = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    patches = np.stack(
+        [
+            padded[:, :, i : i + 3, j : j + 3].reshape(len(x), -1)
+            for i in range(4)
+            for j in range(4)
+        ],
+        axis=1,
+    )  # (n, T = 16, C * 3 * 3) in (C, kh, kw) order
+    aug = np.concatenate([patches, np.ones((len(x), 16, 1))], axis=2).reshape(-1, 19)
+    np.testing.assert_allclose(a, aug.T @ aug / (16 * len(x)), rtol=1e-5, atol=8 * EPS32)
+    w = np.asarray(model.conv.weight, np.float64).reshape(3, -1)
+    logits = patches @ w.T + np.asarray(model.conv.bias, np.float64).reshape(1, 1, 3)
+    logits = logits.mean(axis=1)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    g_hand = np.sum([np.diag(q) - np.outer(q, q) for q in p], axis=0) / 16
+    np.testing.assert_allclose(g, g_hand, rtol=1e-4, atol=len(x) * EPS32)
+
+
+def test_kron_covers_conv_layers_in_a_fit():
+    """A LeNet-shaped fit with hessian="kron": every conv and dense layer gets a KFAC block."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 1, 6, 6)).astype(np.float32)
+    y = rng.integers(0, 3, size=12)
+    model = PooledConv(eqx.nn.Conv2d(1, 3, 3, key=jax.random.key(0)))
+    approx = fit_laplace(model, Gaussian(1.0), x, y, hessian="kron", fit_map=False)
+    assert [type(block).__name__ for _, block in approx.curvature.blocks] == ["KronBlock"]
+    assert np.all(approx.curvature.variances() > 0)
 
 
 def test_last_layer_subset_leaves_the_rest_at_the_map():

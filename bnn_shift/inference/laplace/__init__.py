@@ -15,9 +15,12 @@ Curvature structures (`hessian`):
 - "diag": diag(P): the GGN's diagonal plus the prior precision's diagonal (for EmpCov the
   diagonal of its dense row precision, so the marginal sds are 1/sqrt(diag P), the conditional
   and not the marginal sds of the dense precision: never wider than those).
-- "kron": KFAC for every selected `eqx.nn.Linear` (weight with its bias): its GGN block is
-  approximated by G (out, out) kron A (in+1, in+1), G = sum_i J_s,i^T Lambda_i J_s,i with
-  J_s the Jacobian of f by the layer's outputs, A = mean_i [a_i, 1][a_i, 1]^T of its inputs.
+- "kron": KFAC for every selected `eqx.nn.Linear` and `eqx.nn.Conv2d` (weight with its bias):
+  its GGN block is approximated by G (out, out) kron A (in+1, in+1), G = sum_i J_s,i^T
+  Lambda_i J_s,i with J_s the Jacobian of f by the layer's outputs, A = mean_i [a_i, 1][a_i,
+  1]^T of its inputs; a conv is the dense layer at every output position on the patch under
+  it, positions taken as independent (KFC, Grosse & Martens 2016): G sums over positions too,
+  A averages over them, patches in the kernel's (C, kh, kw) row order.
   The prior precision I kron R (R: a row's precision, dense for EmpCov) is added exactly:
   P = (I kron S)(G kron S^-1 A S^-T + I)(I kron S^T), R = S S^T, diagonalised by the
   eigenvectors of G and of S^-1 A S^-T. Other selected leaves get the "diag" structure, and
