@@ -55,7 +55,7 @@ def test_compare_priors_digits_smoke(tmp_path, capsys):
     assert posterior.predict_proba(data.x_test[:5]).shape == (5, 10)
 
 
-@pytest.mark.parametrize("sampler", ["mala", "mclmc"])
+@pytest.mark.parametrize("sampler", ["mala", "mclmc", "mile"])
 def test_compare_priors_runs_another_sampler(tmp_path, capsys, sampler):
     """--sampler mala / mclmc: engines added through the architecture recipe, one run per
     prior."""

@@ -37,7 +37,9 @@ def read_config(path: str | Path, command: str, known: set[str]) -> dict[str, An
     if not path.is_file():
         raise FileNotFoundError(f"--config {path}: no such file")
     try:
-        settings = tomllib.loads(path.read_text())
+        settings = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--config {path} is not a text (UTF-8 TOML) file: {err.reason}") from err
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"--config {path} is not valid TOML: {err}") from err
     recorded = settings.pop("command", command)

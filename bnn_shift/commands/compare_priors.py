@@ -43,8 +43,10 @@ def add(sub: argparse._SubParsersAction) -> None:
             "--sampler",
             "sampler",
             str,
-            "full-batch sampler run per prior: hmc, mala, mclmc or adjusted_mclmc (the MCLMC "
-            "pair tunes its own step; --step-size is HMC's and MALA's)",
+            "full-batch sampler run per prior: hmc, hmc_adapted (diagonal mass and step adapted "
+            "over the burn-in), mala, mclmc, adjusted_mclmc or mile (one MCLMC chain from each "
+            "of --n-chains MAP fits); the MCLMC family tunes its own step (--step-size is HMC's "
+            "and MALA's)",
         ),
         (
             "--baselines",

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> None:
 
     from bnn_shift.experiments.reference import load_reference, reference_lines
     from bnn_shift.inference.diagnostics import open_run, report
+    from bnn_shift.inference.posterior import read_posterior_file
 
     files = []
     for given in map(Path, args.paths):
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> None:
     reference = None if args.reference is None else load_reference(args.reference)
     reports = []
     for f in files:
+        read_posterior_file(f)  # a damaged or foreign file: an error that names it
         lines = [report(f)]
         if reference is not None:
             lines.extend(reference_lines(open_run(f), reference))

@@ -25,6 +25,24 @@ _CHUNK = 1 << 16
 _USER_AGENT = "bnn-shift (dataset fetcher)"
 
 
+# npm's errors on stderr (not --silent, which hides the reason a fetch failed), and one quick
+# retry: npm's default of 2 retries backing off 10-60 s stalls an offline machine for ~70 s
+# before the HTTPS mirrors are tried
+NPM_OPTIONS = (
+    "--ignore-scripts",
+    "--loglevel=error",
+    "--fetch-retries=1",
+    "--fetch-retry-mintimeout=1000",
+    "--fetch-retry-maxtimeout=2000",
+)
+
+
+def failure_reason(proc: subprocess.CompletedProcess) -> str:
+    """What a failed command said (stderr, else stdout; the last 2000 characters), never empty."""
+    said = (proc.stderr or "").strip() or (proc.stdout or "").strip()
+    return said[-2000:] if said else f"exit status {proc.returncode}, no message"
+
+
 def npm_pack(
     spec: str,
     *,
@@ -46,13 +64,9 @@ def npm_pack(
             total=len(names) + 1, desc=f"npm pack {spec}", unit="file", disable=not progress
         ) as bar,
     ):
-        cmd = [npm, "pack", spec, "--ignore-scripts", "--silent"]
-        try:
-            proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired as e:
-            raise FetchError(f"`npm pack {spec}` timed out after {timeout:.0f} s") from e
+        proc = _run([npm, "pack", spec, *NPM_OPTIONS], Path(tmp), f"npm pack {spec}", timeout)
         if proc.returncode != 0:
-            raise FetchError(f"`npm pack {spec}` failed: {proc.stderr.strip()[-2000:]}")
+            raise FetchError(f"`npm pack {spec}` failed: {failure_reason(proc)}")
         tarballs = list(Path(tmp).glob("*.tgz"))
         if len(tarballs) != 1:
             raise FetchError(f"`npm pack {spec}` produced {len(tarballs)} tarballs, expected 1")
@@ -136,7 +150,7 @@ def apt_download(
             proc = _run([apt, "download", spec], dest, f"apt-get download {spec}", timeout)
             if proc.returncode == 0:
                 break
-            errors.append(f"`apt-get download {spec}` failed: {proc.stderr.strip()[-1000:]}")
+            errors.append(f"`apt-get download {spec}` failed: {failure_reason(proc)}")
         else:
             raise FetchError("\n".join(errors))
         deb = _only(dest, f"{package}_*.deb", f"apt-get download {package}")
@@ -174,7 +188,7 @@ def pip_download(
     with tqdm(total=1, desc=what, disable=not progress) as bar:
         proc = _run(cmd, dest, what, timeout)
         if proc.returncode != 0:
-            raise FetchError(f"`{what}` failed: {proc.stderr.strip()[-2000:]}")
+            raise FetchError(f"`{what}` failed: {failure_reason(proc)}")
         wheel = _only(dest, "*.whl", what)
         got = file_digest(wheel)
         if got != sha256:

@@ -7,15 +7,17 @@ Search order: `data_dir`, $BNN_SHIFT_MNIST_DIR, the cache `data_home()/mnist`, t
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 
 from bnn_shift.data import fetch
+from bnn_shift.data.cache import data_home
 from bnn_shift.data.dataset import Dataset
 from bnn_shift.data.errors import ChecksumError, DataNotFoundError, FetchError, UnsafeArchiveError
-from bnn_shift.data.idx_sets import IdxFile, IdxSet, gray_dataset, load_uint8
+from bnn_shift.data.idx_sets import IdxFile, IdxSet, candidates, gray_dataset, load_uint8
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,18 @@ def load_mnist_uint8(
     """The four verified uint8 arrays keyed train_images (60000, 28, 28), train_labels
     (60000,), test_images (10000, 28, 28), test_labels (10000,); same search as load_mnist."""
     return load_uint8(data_dir, SET, FILES, _fetch_missing, download=download, progress=progress)
+
+
+def local_mnist_dir(*preferred: str | Path) -> Path | None:
+    """A directory holding all four MNIST files, found without fetching: the first of
+    `preferred`, $BNN_SHIFT_MNIST_DIR and the cache data_home()/mnist (where load_mnist fetches
+    them) that has them (raw or .gz); None when none has."""
+    env = os.environ.get(ENV_MNIST_DIR)
+    for directory in (*preferred, *([env] if env else []), data_home() / SET.name):
+        directory = Path(directory).expanduser()
+        if all(candidates(directory, f.stem) for f in FILES.values()):
+            return directory
+    return None
 
 
 def _fetch_missing(cache: Path, keys: list[str], progress: bool) -> None:

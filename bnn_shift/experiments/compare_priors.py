@@ -16,6 +16,9 @@ import pandas as pd
 
 from bnn_shift.attention import LayerNorm
 from bnn_shift.data import DataNotFoundError, Dataset, load_dataset
+from bnn_shift.data.registry import LOADERS
+from bnn_shift.experiments.run_dir import RunRecord, stale_posteriors
+from bnn_shift.experiments.settings import Rule, check_fields
 from bnn_shift.inference import (
     Posterior,
     adjusted_mclmc,
@@ -24,12 +27,15 @@ from bnn_shift.inference import (
     mala,
     map_fit,
     mclmc,
+    mile,
     swag,
 )
+from bnn_shift.inference.chains import KEEP_RULES
 from bnn_shift.inference.convergence import max_rhat
 from bnn_shift.inference.ensemble import member_seeds
 from bnn_shift.inference.kernel import DEFAULT_STEP_JITTER
 from bnn_shift.inference.laplace import laplace
+from bnn_shift.inference.likelihood import PRECISIONS
 from bnn_shift.models import MLP, AttentionClassifier, LeNet5
 from bnn_shift.priors import PRIORS, ByPath, Gaussian, Prior, by_path, make_prior
 from bnn_shift.shift import evaluate, noise_sweep, plot_metric_vs_severity
@@ -37,7 +43,7 @@ from bnn_shift.typing import PyTree
 
 MODELS = ("mlp", "lenet", "attention")
 MCLMC_SAMPLERS = {"mclmc": mclmc, "adjusted_mclmc": adjusted_mclmc}
-SAMPLERS = ("hmc", "mala", "mclmc", "adjusted_mclmc")
+SAMPLERS = ("hmc", "hmc_adapted", "mala", "mclmc", "adjusted_mclmc", "mile")
 # post-hoc baselines from the MAP fit: name -> Laplace (subset, hessian), or SWAG
 LAPLACE = {
     "laplace-last-layer": ("last_layer", "full"),
@@ -91,6 +97,7 @@ class ComparePriorsConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_config(self)
         unknown = [p for p in self.priors if p not in PRIORS]
         if unknown:
             raise ValueError(f"unknown priors {unknown}; choose from {', '.join(PRIORS)}")
@@ -146,6 +153,38 @@ class ComparePriorsResult:
         return acc.pivot_table(index="severity", columns="method", values="value")[
             list(self.posteriors)
         ]
+
+
+# Range rules beyond the types the fields declare: name -> (test, what the value must be).
+POSITIVE = (lambda v: v > 0, "> 0")
+COUNT = (lambda v: v >= 1, ">= 1")
+RULES: dict[str, Rule] = {
+    "dataset": (lambda v: v == "auto" or v.lower() in LOADERS, f"auto or one of {list(LOADERS)}"),
+    **dict.fromkeys(("n_train", "n_test", "patch_size", "attention_width"), COUNT),
+    **dict.fromkeys(("attention_heads", "attention_depth", "swag_epochs"), COUNT),
+    **dict.fromkeys(("swag_batch_size", "swag_members", "n_chains", "n_iterations"), COUNT),
+    **dict.fromkeys(("map_epochs", "map_batch_size"), COUNT),
+    "hidden": (lambda v: all(h >= 1 for h in v), "widths >= 1"),
+    **dict.fromkeys(("gain_prior_scale", "swag_learning_rate", "prior_scale"), POSITIVE),
+    **dict.fromkeys(("empcov_eps", "trajectory_length", "map_learning_rate"), POSITIVE),
+    "step_size": (lambda v: v == "auto" or (not isinstance(v, str) and v > 0), '> 0 or "auto"'),
+    "step_jitter": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "keep": (lambda v: v in KEEP_RULES, f"one of {KEEP_RULES}"),
+    "precision": (lambda v: v in PRECISIONS, f"one of {PRECISIONS}"),
+    "n_burnin": (lambda v: v >= 0, ">= 0 (and < n_iterations)"),
+    "noise_stds": (lambda v: len(v) > 0 and all(s >= 0 for s in v), "one or more stds >= 0"),
+    "seed": (lambda v: v >= 0, ">= 0"),
+}
+
+
+def check_config(config: ComparePriorsConfig) -> None:
+    """Every setting's type and range (`settings.check_fields`), before any work."""
+    check_fields(config, RULES)
+    if config.n_burnin >= config.n_iterations:
+        raise ValueError(
+            f"n_burnin is {config.n_burnin}, not below n_iterations={config.n_iterations}: no "
+            "iteration would be kept; lower n_burnin or raise n_iterations"
+        )
 
 
 def settings_for_methods(methods: Sequence[str]) -> dict[str, Any]:
@@ -275,7 +314,7 @@ def fit_method(
         return fit_map(model, prior, config, data, progress)
     if method == "swag" or method in LAPLACE:  # they start at the MAP fit, made once
         mapped = (fitted or {}).get("map") or fit_map(model, prior, config, data, progress)
-        model = mapped.draw(0)
+        model = finished(mapped, f"the MAP fit {method} starts from").draw(0)
     if method in LAPLACE:
         subset, hessian = LAPLACE[method]
         return laplace(
@@ -303,11 +342,16 @@ def fit_method(
         chains = chains | {"step_size": "auto", "init": "prior"}
         del chains["keep"]
         return MCLMC_SAMPLERS[config.sampler](model, prior, data.x_train, data.y_train, **chains)
+    if config.sampler == "mile":  # one MCLMC chain from each of n_chains MAP fits
+        members = {"n_members": chains.pop("n_chains"), "step_size": "auto"}
+        del chains["keep"]
+        return mile(model, prior, data.x_train, data.y_train, **chains | members)
     return hmc(
         model,
         prior,
         data.x_train,
         data.y_train,
+        adapt_mass=config.sampler == "hmc_adapted",
         step_jitter=config.step_jitter,
         trajectory_length=trajectory_length,
         precision=config.precision,
@@ -350,7 +394,8 @@ def fit_swag(
             initial_model(dataclasses.replace(config, seed=s), data)
             for s in member_seeds(config.seed, config.swag_members)
         ]
-        starts = [fit_map(m, prior, config, data, progress).draw(0) for m in inits]
+        what = f"a MAP fit {method} starts from"
+        starts = [finished(fit_map(m, prior, config, data, progress), what).draw(0) for m in inits]
     return swag(
         starts if method == "multiswag" else starts[0],
         prior,
@@ -362,6 +407,14 @@ def fit_swag(
         seed=config.seed,
         progress=progress,
     )
+
+
+def finished(posterior: Posterior, what: str) -> Posterior:
+    """`posterior`, unless Ctrl-C cut its fit short: then stop (a fit that other fits start
+    from is not saved on its own)."""
+    if posterior.attrs.get("interrupted"):
+        raise KeyboardInterrupt(f"interrupted while fitting {what}")
+    return posterior
 
 
 def with_gain_prior(prior: Prior, gain_scale: float = GAIN_PRIOR_SCALE) -> ByPath:
@@ -378,49 +431,76 @@ def with_gain_prior(prior: Prior, gain_scale: float = GAIN_PRIOR_SCALE) -> ByPat
 def compare_priors(
     config: ComparePriorsConfig, out_dir: str | Path | None = None, progress: bool = True
 ) -> ComparePriorsResult:
-    """Fit every configured method, evaluate under the noise sweep, and write results to out_dir."""
+    """Fit every configured method, evaluate under the noise sweep, and write results to out_dir:
+    each method's posterior as soon as it is fitted, config.json recording the run's progress
+    (`run_dir.RunRecord`), the tables and plots at the end. Ctrl-C stops the comparison (a
+    KeyboardInterrupt) after saving what was done; the run is then recorded as interrupted."""
     data = load_data(config)
-    posteriors = {}
-    for method in config.methods:
-        posteriors[method] = fit_method(method, config, data, progress, posteriors)
-        if posteriors[method].attrs.get("interrupted"):
-            stop_interrupted(method, posteriors[method], out_dir)
-    table = evaluate(
-        posteriors, data, noise_sweep(config.noise_stds, seed=config.seed), progress=progress
-    )
+    out = None if out_dir is None else Path(out_dir)
+    record = RunRecord(run_settings(config, data.name, len(data.y_train), len(data.y_test)))
+    if out is not None:
+        warn_stale(out, config.methods)
+        record.write(out)
+    posteriors: dict[str, Posterior] = {}
+    try:
+        for method in config.methods:
+            posteriors[method] = fit_method(method, config, data, progress, posteriors)
+            saved = None if out is None else record.save(out, method, posteriors[method])
+            if posteriors[method].attrs.get("interrupted"):
+                where = "" if saved is None else f"; its draws so far are in {saved} (partial)"
+                raise KeyboardInterrupt(f"interrupted while fitting {method}{where}")
+        table = evaluate(
+            posteriors, data, noise_sweep(config.noise_stds, seed=config.seed), progress=progress
+        )
+    except BaseException as err:
+        if out is not None:
+            stopped = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+            record.finish(out, stopped, " ".join(str(err).split()) or type(err).__name__)
+        raise
     result = ComparePriorsResult(
         config, data.name, len(data.y_train), len(data.y_test), table, posteriors
     )
-    if out_dir is not None:
-        write_results(result, Path(out_dir))
+    if out is not None:
+        write_tables(result, out)
+        record.finish(out, "complete")
     return result
 
 
-def stop_interrupted(method: str, posterior: Posterior, out_dir: str | Path | None) -> None:
-    """Ctrl-C during a fit stops the whole comparison, after saving what that fit drew."""
-    saved = ""
-    if out_dir is not None:
-        saved = (
-            f"; its draws so far are in {posterior.save(Path(out_dir) / f'posterior-{method}.nc')}"
+def run_settings(config: ComparePriorsConfig, dataset: str, n_train: int, n_test: int) -> dict:
+    """config.json's settings: the config and what "auto" and the subset sizes resolved to."""
+    resolved = {"dataset": dataset, "n_train": n_train, "n_test": n_test}
+    return {**dataclasses.asdict(config), "resolved": resolved}
+
+
+def warn_stale(out: Path, methods: Sequence[str]) -> None:
+    """Say so when `out` holds posteriors an earlier run fitted and this one will not."""
+    stale = stale_posteriors(out, methods)
+    if stale:
+        warnings.warn(
+            f"{out} holds posteriors of an earlier run ({', '.join(p.name for p in stale)}) that "
+            "this run does not fit; they are left alone, and evaluate ignores them",
+            stacklevel=3,
         )
-    raise KeyboardInterrupt(f"interrupted while fitting {method}{saved}")
 
 
 def write_results(result: ComparePriorsResult, out: Path) -> None:
-    """config.json, metrics.csv, accuracy.png and one netCDF posterior per method."""
+    """A complete run directory: one netCDF posterior per method, config.json, metrics.csv,
+    accuracy.png and summary.json."""
+    record = RunRecord(run_settings(result.config, result.dataset, result.n_train, result.n_test))
+    for method, posterior in result.posteriors.items():
+        record.save(out, method, posterior)
+    write_tables(result, out)
+    record.finish(out, "complete")
+
+
+def write_tables(result: ComparePriorsResult, out: Path) -> None:
+    """metrics.csv, accuracy.png and summary.json of a finished comparison."""
     out.mkdir(parents=True, exist_ok=True)
-    config = {
-        **dataclasses.asdict(result.config),
-        "resolved": {"dataset": result.dataset, "n_train": result.n_train, "n_test": result.n_test},
-    }
-    (out / "config.json").write_text(json.dumps(config, indent=2))
     result.table.to_csv(out / "metrics.csv", index=False)
     fig = plot_metric_vs_severity(result.table, metric="accuracy")
     fig.axes[0].set_xlabel("Gaussian noise std (normalised pixel units)")
     fig.axes[0].set_title(f"{result.dataset}: accuracy under input noise")
     fig.savefig(out / "accuracy.png", dpi=120, bbox_inches="tight")
-    for method, posterior in result.posteriors.items():
-        posterior.save(out / f"posterior-{method}.nc")
     summary = {
         method: {
             "acceptance_rate": acceptance_rate(p),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import pandas as pd
 
 from bnn_shift.data import Dataset
 from bnn_shift.experiments.compare_priors import ComparePriorsConfig, initial_model, load_data
+from bnn_shift.experiments.run_dir import CONFIG_FILE, posterior_path, read_run_state
 from bnn_shift.inference import Posterior
 from bnn_shift.shift import (
     ReliabilityBins,
@@ -48,24 +50,39 @@ class SavedRun:
     config: ComparePriorsConfig
     dataset: str  # the dataset actually used ("auto" resolved)
     posteriors: dict[str, Posterior]
+    status: str = "complete"  # run_dir.STATES: "complete" unless the run stopped early
 
 
 def read_run_config(run_dir: str | Path) -> tuple[ComparePriorsConfig, dict]:
     """The `ComparePriorsConfig` of a run directory and its `resolved` record."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{run_dir} is not a compare-priors run directory: it has no config.json"
-        )
-    raw = json.loads(path.read_text())
+    path, raw = _read_config_json(run_dir)
     known = {f.name: f for f in dataclasses.fields(ComparePriorsConfig)}
     defaults = ComparePriorsConfig()
     given = {}
     for name, value in raw.items():
         if name in known:
             is_tuple = isinstance(getattr(defaults, name), tuple)
-            given[name] = tuple(value) if is_tuple and value is not None else value
-    return ComparePriorsConfig(**given), raw.get("resolved", {})
+            given[name] = tuple(value) if is_tuple and isinstance(value, list) else value
+    try:
+        return ComparePriorsConfig(**given), raw.get("resolved", {})
+    except ValueError as err:
+        raise ValueError(f"{path}: {err} (the file was edited or damaged; run again)") from err
+
+
+def _read_config_json(run_dir: str | Path) -> tuple[Path, dict]:
+    """(path, contents) of a run directory's config.json, with errors that name it."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{run_dir} is not a compare-priors run directory: it has no {CONFIG_FILE}"
+        )
+    try:
+        raw = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); restore it or run again") from err
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path} holds {type(raw).__name__}, not a run's settings; run again")
+    return path, raw
 
 
 def model_skeleton(config: ComparePriorsConfig, data: Dataset) -> PyTree:
@@ -92,17 +109,53 @@ def run_data(
 
 
 def load_run(run_dir: str | Path, data: Dataset) -> SavedRun:
-    """Read every `posterior-<method>.nc` of `run_dir` (in the run's fitting order);
-    `data` supplies the input shape and class count of the model skeleton."""
+    """Read the posteriors of `run_dir` (in the run's fitting order) that its run finished, as
+    config.json records; `data` supplies the input shape and class count of the model skeleton.
+    Posteriors of an earlier run into the same directory are ignored, with a warning; so is an
+    incomplete run (interrupted, failed, or killed: still "running")."""
     run_dir = Path(run_dir)
     config, resolved = read_run_config(run_dir)
+    path, raw = _read_config_json(run_dir)
+    state = read_run_state(raw, path)
     files = {f.stem.removeprefix("posterior-"): f for f in run_dir.glob("posterior-*.nc")}
+    if state is not None:
+        files = _finished_files(run_dir, files, state)
     if not files:
         raise FileNotFoundError(f"{run_dir} has no saved posteriors (posterior-*.nc)")
     order = [m for m in config.methods if m in files] + sorted(set(files) - set(config.methods))
     skeleton = model_skeleton(config, data)
     posteriors = {m: Posterior.load(files[m], skeleton) for m in order}
-    return SavedRun(run_dir, config, resolved.get("dataset", config.dataset), posteriors)
+    status = "complete" if state is None else state["status"]
+    return SavedRun(run_dir, config, resolved.get("dataset", config.dataset), posteriors, status)
+
+
+def _finished_files(run_dir: Path, files: dict[str, Path], state: dict) -> dict[str, Path]:
+    """The posterior files the recorded run saved, warning about the others and about an
+    incomplete run; a FileNotFoundError when a saved one is gone."""
+    saved = [*state["methods_done"], *state["methods_partial"]]
+    stale = sorted(set(files) - set(saved))
+    if stale:
+        warnings.warn(
+            f"{run_dir}: ignoring {', '.join(files[m].name for m in stale)}, not written by the "
+            "run its config.json records (an earlier run into the same directory)",
+            stacklevel=4,
+        )
+    gone = [m for m in saved if m not in files]
+    if gone:
+        raise FileNotFoundError(
+            f"{run_dir} lacks {', '.join(posterior_path(run_dir, m).name for m in gone)}, which "
+            "its run saved; restore them or run again"
+        )
+    if state["status"] != "complete":
+        why = f" ({state['note']})" if state["note"] else ""
+        partial = state["methods_partial"]
+        warnings.warn(
+            f"{run_dir} is an incomplete run, {state['status']}{why}: evaluating the "
+            f"{len(saved)} methods it saved ({', '.join(saved) or 'none'})"
+            + (f", of which {', '.join(partial)} stopped early" if partial else ""),
+            stacklevel=4,
+        )
+    return {m: files[m] for m in saved}
 
 
 def make_shifts(
@@ -207,11 +260,16 @@ def evaluate_runs(
     """
     if not run_dirs:
         raise ValueError("give at least one run directory")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed is {seed!r}; give an integer >= 0")
     config, resolved = read_run_config(run_dirs[0])
     data = run_data(config, resolved, n_test, data_dir)
     methods: dict[str, Posterior] = {}
+    incomplete: dict[str, str] = {}
     for run_dir in run_dirs:
         run = load_run(run_dir, data)
+        if run.status != "complete":
+            incomplete[str(run_dir)] = run.status
         if run.dataset != data.name:
             raise ValueError(
                 f"{run_dir} was fitted on {run.dataset!r} but {run_dirs[0]} on {data.name!r}; "
@@ -245,6 +303,7 @@ def evaluate_runs(
         "cache": cache,
         "metrics": list(metrics),
     }
+    settings |= {"incomplete_runs": incomplete} if incomplete else {}
     return Evaluation(table, summarise(table), pool.bins(), data.name, len(data.y_test), settings)
 
 

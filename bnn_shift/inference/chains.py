@@ -33,24 +33,29 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from bnn_shift.inference.checkpoint import (
-    arrays_to_tree,
-    load_arrays,
+    data_digest,
     load_run_state,
     prefixed,
     save_arrays,
     save_run_state,
     tree_to_arrays,
 )
+from bnn_shift.inference.draw_files import (
+    DRAWS_DIR,
+    draw_file_name,
+    kept_draw_names,
+    remove_draws_from,
+    stack_streamed_draws,
+)
+from bnn_shift.inference.likelihood import check_labels
 from bnn_shift.inference.sharding import is_writer, like_placed, to_host
 from bnn_shift.inference.target import Data, Target
 from bnn_shift.typing import PyTree
 
 KEEP_RULES = ("all", "accepted")
-DRAWS_DIR = "draws"
 BLOCK_BYTES = 4 * 2**20  # device output of one compiled block: bounds its number of iterations
 MAX_BLOCK = 100  # iterations per compiled call at most (and per checkpoint)
 BLOCK_SECONDS = 2.0  # wall time an automatic block aims at: progress, Ctrl-C and checkpoints
@@ -95,6 +100,13 @@ def iteration_keys(seed: int | jax.Array, iteration, n_chains: int) -> jax.Array
     """Keys for one iteration (seed: int or a key): independent of how the run was split."""
     base = jax.random.key(seed) if isinstance(seed, int) else seed
     return jax.random.split(jax.random.fold_in(base, iteration), n_chains)
+
+
+def check_count(name: str, value, minimum: int = 1) -> int:
+    """An integer setting (not a bool or a float) >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name} is {value!r}; give an integer >= {minimum}")
+    return int(value)
 
 
 def iterations_per_call(
@@ -239,6 +251,16 @@ def function_space_trace(
     return out
 
 
+def check_eval_labels(name: str, y, target: Target, params_like: PyTree, x) -> np.ndarray:
+    """An eval set's labels (m,) checked as the training labels are: integer class ids of the
+    model's outputs; -> int32."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"eval set {name!r} labels must be shaped (m,), got {y.shape}")
+    n_classes = eqx.filter_eval_shape(target.predict, params_like, x).shape[-1]
+    return check_labels(y, n_classes, f"eval set {name!r} labels")
+
+
 def check_pointwise(pointwise: Collection[str], eval_y: Mapping[str, np.ndarray | None]) -> None:
     """Per-point traces need labelled eval sets of those names."""
     bad = [n for n in pointwise if eval_y.get(n) is None]
@@ -289,9 +311,12 @@ def run_chains(
     if keep == "accepted" and "accepted" not in stat_names:
         raise ValueError(f'keep="accepted" needs an engine with an accept test, not {engine}')
     eval_x = {name: x for name, (x, _) in eval_sets.items()}
-    eval_y = {name: y for name, (_, y) in eval_sets.items()}
-    check_pointwise(pointwise, eval_y)
     one_chain = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state.position)
+    eval_y = {
+        name: None if y is None else check_eval_labels(name, y, target, one_chain, eval_x[name])
+        for name, (_, y) in eval_sets.items()
+    }
+    check_pointwise(pointwise, eval_y)
     adaptive = block_length is None
     if adaptive:
         sizes = {n: _prediction_size(target, one_chain, x) for n, x in eval_x.items()}
@@ -310,12 +335,14 @@ def run_chains(
     stats_rows: list[dict[str, np.ndarray]] = []
     trace_rows: list[dict[str, np.ndarray]] = []
     fingerprint = dict(fingerprint or {}, n_chains=n_chains, seed=seed, n_burnin=n_burnin)
+    if run_dir is not None:  # a resumed run must see the same data, not just the same size
+        fingerprint["data_sha256"] = data_digest(*to_host(data))
     fingerprint |= {"keep": keep} if keep != "all" else {}
     fingerprint |= {"pointwise": sorted(pointwise)} if pointwise else {}
 
     if run_dir is not None:
         state, stats_rows, trace_rows = _resume(
-            Path(run_dir), state, record, fingerprint, keep_draws
+            Path(run_dir), state, record, fingerprint, keep_draws, n_iterations
         )
     name = type(engine).__name__
     bar = tqdm(
@@ -352,8 +379,37 @@ def run_chains(
     record.stats = _stack(stats_rows, stat_names, n_chains)
     record.trace = _stack(trace_rows, trace_rows[0].keys() if trace_rows else (), n_chains)
     if run_dir is not None and keep_draws:
-        record.streamed = _stack_streamed_draws(Path(run_dir), state.position, record.completed)
+        done = {k: v[: record.completed] for k, v in record.stats.items()}  # Ctrl-C mid-block
+        kept = kept_draw_names(done, n_burnin, thin, keep)
+        record.streamed = stack_streamed_draws(Path(run_dir), state.position, kept)
     return record
+
+
+def unmoved_chains(stats: Mapping[str, np.ndarray], n_burnin: int) -> list[int]:
+    """Chains whose log density never changed from the end of burn-in on (stats
+    (n_iterations, n_chains)): they stayed at one state, every proposal refused."""
+    values = np.asarray(stats["log_density"])[max(n_burnin - 1, 0) :]
+    if len(values) < 2:
+        return []
+    return [int(c) for c in np.flatnonzero(np.all(values == values[0], axis=0))]
+
+
+def no_draws_reason(run: ChainRun, n_burnin: int, keep: str) -> str | None:
+    """Why a finished run averaged no state (None when it averaged some)."""
+    if run.counts.sum() > 0:
+        return None
+    if run.completed <= n_burnin:
+        done = f"{run.completed} iterations, all burn-in (n_burnin={n_burnin}, never kept)"
+        if run.interrupted:
+            return f"the run was interrupted after {done}; resume it (the same run_dir)"
+        return f"the run did {done}; run more iterations than n_burnin"
+    sampled = {k: np.asarray(v)[n_burnin:] for k, v in run.stats.items()}
+    n_proposals = sampled["log_density"].size
+    n_diverging = int(np.sum(sampled["diverging"])) if "diverging" in sampled else 0
+    return (
+        f'keep="{keep}" and no proposal after burn-in was accepted ({n_diverging} of '
+        f"{n_proposals} diverged); lower the step size (or keep='all')"
+    )
 
 
 def _prediction_size(target: Target, params_like: PyTree, x: jax.Array) -> int:
@@ -408,49 +464,10 @@ def _keep(record: ChainRun, position: PyTree, kept: np.ndarray, i: int, run_dir)
         if run_dir is None:
             record.draws.append((int(chain), params))
         elif is_writer():
-            path = Path(run_dir) / DRAWS_DIR / f"iter{i:07d}_chain{chain:04d}.npz"
+            path = Path(run_dir) / DRAWS_DIR / draw_file_name(i, int(chain))
             save_arrays(
                 path, tree_to_arrays(params, "params"), {"iteration": i, "chain": int(chain)}
             )
-
-
-def _stack_streamed_draws(
-    run_dir: Path, position: PyTree, completed: int
-) -> tuple[PyTree, np.ndarray]:
-    """The kept draws as memory-mapped `draws-<leaf>.npy` stacks (n_draws, ...) and their chains.
-
-    Files are filled one draw at a time, so host memory stays at one draw however many are kept.
-    Process 0 writes them; the other processes of a multi-host run wait, then map them.
-    """
-    leaves, treedef = jax.tree.flatten(position)
-    if not is_writer():
-        multihost_utils.sync_global_devices("bnn_shift draws written")
-        stacks = [np.load(run_dir / f"draws-{i}.npy", mmap_mode="r") for i in range(len(leaves))]
-        return jax.tree.unflatten(treedef, stacks), np.load(run_dir / "draws-chain.npy")
-    paths = [
-        path
-        for path in sorted((run_dir / DRAWS_DIR).glob("iter*_chain*.npz"))
-        if int(path.name[4:11]) < completed
-    ]
-    stacks = [
-        np.lib.format.open_memmap(
-            run_dir / f"draws-{i}.npy", "w+", leaf.dtype, (len(paths), *leaf.shape[1:])
-        )
-        for i, leaf in enumerate(leaves)
-    ]
-    like = jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(a.shape[1:], a.dtype) for a in leaves])
-    chains = np.zeros(len(paths), np.int32)
-    for row, path in enumerate(paths):
-        arrays, meta = load_arrays(path)
-        chains[row] = meta["chain"]
-        for stack, value in zip(stacks, jax.tree.leaves(arrays_to_tree(arrays, "params", like))):
-            stack[row] = value
-    for stack in stacks:
-        stack.flush()
-    np.save(run_dir / "draws-chain.npy", chains)
-    if jax.process_count() > 1:
-        multihost_utils.sync_global_devices("bnn_shift draws written")
-    return jax.tree.unflatten(treedef, stacks), chains
 
 
 def _checkpoint(run_dir, state, record, stats_rows, trace_rows, fingerprint) -> None:
@@ -464,22 +481,28 @@ def _checkpoint(run_dir, state, record, stats_rows, trace_rows, fingerprint) -> 
     save_run_state(run_dir, host_state, arrays, record.completed, fingerprint)
 
 
-def _resume(run_dir: Path, state, record: ChainRun, fingerprint, keep_draws: bool):
-    """Fill `record` from run_dir's checkpoint, if any -> (state, stats rows, trace rows)."""
+def _resume(run_dir: Path, state, record: ChainRun, fingerprint, keep_draws: bool, n_iterations):
+    """Fill `record` from run_dir's checkpoint, if any -> (state, stats rows, trace rows).
+    Draw files past the checkpoint (all of them when there is none: an earlier run's) are
+    removed, since this run draws them again."""
     loaded = load_run_state(run_dir, state, fingerprint)
     if loaded is None:
+        remove_draws_from(run_dir, 0, keep_draws)
         return state, [], []
     host_state, arrays, record.completed = loaded
+    if record.completed > n_iterations:
+        raise ValueError(
+            f"{run_dir} holds a run of {record.completed} iterations, more than "
+            f"n_iterations={n_iterations}; pass n_iterations >= {record.completed} to use it "
+            "(more extends it), or another run_dir"
+        )
     state = like_placed(host_state, state)
     record.counts = arrays["counts"]
     record.sums = prefixed(arrays, "sums")
     stats, trace = prefixed(arrays, "stats"), prefixed(arrays, "trace")
     stats_rows = [{k: v[i] for k, v in stats.items()} for i in range(record.completed)]
     trace_rows = [{k: v[i] for k, v in trace.items()} for i in range(record.completed)]
-    if keep_draws and is_writer():  # draws written after the last checkpoint are redone
-        for path in (run_dir / DRAWS_DIR).glob("iter*_chain*.npz"):
-            if int(path.name[4:11]) >= record.completed:
-                path.unlink()
+    remove_draws_from(run_dir, record.completed, keep_draws)
     return state, stats_rows, trace_rows
 
 

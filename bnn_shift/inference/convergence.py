@@ -51,7 +51,8 @@ def pointwise_rhat(values: np.ndarray) -> np.ndarray:  # (m,)
 def pointwise_summary(trace: dict[str, np.ndarray], n_burnin: int) -> dict[str, dict[str, float]]:
     """eval name -> median, 90th percentile and max of its points' log-predictive R-hat, and the
     share of points above RHAT_WARNING; for every per-point trace with >= 2 chains and
-    >= MIN_DRAWS post-burn-in draws."""
+    >= MIN_DRAWS post-burn-in draws. Points whose trace never varies (R-hat undefined) are left
+    out."""
     out = {}
     for name, values in trace.items():
         if not name.endswith(POINTWISE):
@@ -60,11 +61,14 @@ def pointwise_summary(trace: dict[str, np.ndarray], n_burnin: int) -> dict[str, 
         if values.shape[1] < 2 or values.shape[0] < MIN_DRAWS:
             continue
         r = pointwise_rhat(values)
+        r = r[np.isfinite(r)]  # a point every chain predicts with certainty has no variance
+        if not r.size:
+            continue
         out[name.removesuffix(POINTWISE)] = {
             "median": float(np.median(r)),
             "q90": float(np.quantile(r, 0.9)),
             "max": float(np.max(r)),
-            "share_above": float(np.mean(~(r <= RHAT_WARNING))),
+            "share_above": float(np.mean(r > RHAT_WARNING)),
         }
     return out
 

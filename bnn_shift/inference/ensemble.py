@@ -18,6 +18,7 @@ from bnn_shift.priors.base import Prior
 from bnn_shift.typing import PyTree
 
 DEFAULT_MEMBERS = 5
+NOT_A_MODULE = "give an equinox module (e.g. MLP(...)) with init_fn, or a sequence of them"
 
 
 def member_seeds(seed: int, n_members: int) -> list[int]:
@@ -90,6 +91,8 @@ def deep_ensemble(
 
 def member_starts(model, n_members, init_fn, seed) -> tuple[list[PyTree], PyTree, str]:
     """-> (params of each member, the shared static structure, "models" | "init_fn")."""
+    if not isinstance(model, list | tuple | eqx.Module):
+        raise ValueError(f"model is {model!r}; {NOT_A_MODULE}")
     if isinstance(model, list | tuple):
         if init_fn is not None:
             raise ValueError("pass either a sequence of models or one model with init_fn, not both")
@@ -109,6 +112,11 @@ def member_starts(model, n_members, init_fn, seed) -> tuple[list[PyTree], PyTree
         models, how = [model, *models], "init_fn"
     if not models:
         raise ValueError("an ensemble needs at least one model")
+    not_modules = [i for i, m in enumerate(models) if not isinstance(m, eqx.Module)]
+    if not_modules:
+        i = not_modules[0]
+        what = "init_fn's model" if how == "init_fn" else f"model {i}"
+        raise ValueError(f"{what} is {type(models[i]).__name__}; {NOT_A_MODULE}")
     parts = [partition_params(m) for m in models]
     params0, static0 = parts[0]
     shapes0 = _signature(params0)

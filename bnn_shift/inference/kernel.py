@@ -108,50 +108,72 @@ class HMC(eqx.Module):
         self, target: Target, key: jax.Array, state: HMCState, data: Data, warmup: jax.Array
     ) -> tuple[HMCState, HMCInfo]:
         """One trajectory; during warmup (burn-in) no MH test, diverging proposals refused."""
-        key_momentum, key_accept, key_jitter = jax.random.split(key, 3)
-        step_size = self.step_size
-        if self.step_jitter:
-            step_size = step_size * jax.random.uniform(
-                key_jitter, minval=1.0 - self.step_jitter, maxval=1.0 + self.step_jitter
-            )
-        metric = prior_metric(self.factors)
-        integrator = velocity_verlet(
-            lambda p: target.trajectory_logdensity(p, data), metric.kinetic_energy
-        )
-        momentum = metric.sample_momentum(key_momentum, state.position)
-        start = IntegratorState(state.position, momentum, state.logdensity, state.logdensity_grad)
-        end = static_integration(integrator)(start, step_size, self.n_steps)
-        loglik = target.loglik(end.position, data)
+        return transition(
+            target, key, state, data, warmup,
+            step_size=self.step_size, n_steps=self.n_steps, factors=self.factors,
+            step_jitter=self.step_jitter, divergence_threshold=self.divergence_threshold,
+        )  # fmt: skip
 
-        xi0 = jax.tree.leaves(whiten_momentum(self.factors, momentum))
-        xi1 = jax.tree.leaves(whiten_momentum(self.factors, end.momentum))
-        delta_kinetic = 0.5 * sum(jnp.sum((a - b) * (a + b)) for a, b in zip(xi0, xi1))
-        log_ratio = (
-            target.logdensity_diff(end.position, state.position, loglik, state.loglik)
-            + delta_kinetic
-        )
-        finite = jnp.isfinite(log_ratio) & jnp.isfinite(end.logdensity)
-        diverging = ~finite | (-log_ratio > self.divergence_threshold)
-        log_ratio = jnp.where(finite, log_ratio, -jnp.inf)
-        passes_mh = jnp.log(jax.random.uniform(key_accept)) < log_ratio
-        # burn-in skips the MH test but still refuses diverging (finite yet exploding) proposals
-        mh = jnp.logical_not(warmup)
-        accepted = ~diverging & jnp.where(mh, passes_mh, True)
 
-        proposal = HMCState(end.position, end.logdensity, end.logdensity_grad, loglik)
-        new_state = jax.tree.map(lambda a, b: jnp.where(accepted, a, b), proposal, state)
-        energy = -end.logdensity + 0.5 * sum(jnp.sum(b**2) for b in xi1)
-        info = HMCInfo(
-            accepted=accepted,
-            acceptance_rate=jnp.minimum(1.0, jnp.exp(log_ratio)),
-            log_accept_ratio=log_ratio,
-            diverging=diverging,
-            energy=energy,
-            mh=mh,
-            step_size=jnp.asarray(step_size, jnp.float32),
-            n_steps=jnp.asarray(self.n_steps, jnp.int32),
+def transition(
+    target: Target,
+    key: jax.Array,
+    state: HMCState,
+    data: Data,
+    warmup: jax.Array,
+    *,
+    step_size: jax.Array,
+    n_steps: int | jax.Array,
+    factors: list[MassFactor | None],
+    scales: PyTree | None = None,
+    step_jitter: float = DEFAULT_STEP_JITTER,
+    divergence_threshold: float = 1000.0,
+) -> tuple[HMCState, HMCInfo]:
+    """One HMC trajectory of n_steps (an int, or traced) with the prior's mass factors and,
+    optionally, per-coordinate `scales` of the inverse mass in whitened coordinates; the
+    termwise accept test, skipped during warmup (diverging proposals still refused)."""
+    key_momentum, key_accept, key_jitter = jax.random.split(key, 3)
+    if step_jitter:
+        step_size = step_size * jax.random.uniform(
+            key_jitter, minval=1.0 - step_jitter, maxval=1.0 + step_jitter
         )
-        return new_state, info
+    metric = prior_metric(factors, scales)
+    integrator = velocity_verlet(
+        lambda p: target.trajectory_logdensity(p, data), metric.kinetic_energy
+    )
+    momentum = metric.sample_momentum(key_momentum, state.position)
+    start = IntegratorState(state.position, momentum, state.logdensity, state.logdensity_grad)
+    end = static_integration(integrator)(start, step_size, n_steps)
+    loglik = target.loglik(end.position, data)
+
+    xi0 = jax.tree.leaves(whiten_momentum(factors, momentum, scales))
+    xi1 = jax.tree.leaves(whiten_momentum(factors, end.momentum, scales))
+    delta_kinetic = 0.5 * sum(jnp.sum((a - b) * (a + b)) for a, b in zip(xi0, xi1))
+    log_ratio = (
+        target.logdensity_diff(end.position, state.position, loglik, state.loglik) + delta_kinetic
+    )
+    finite = jnp.isfinite(log_ratio) & jnp.isfinite(end.logdensity)
+    diverging = ~finite | (-log_ratio > divergence_threshold)
+    log_ratio = jnp.where(finite, log_ratio, -jnp.inf)
+    passes_mh = jnp.log(jax.random.uniform(key_accept)) < log_ratio
+    # burn-in skips the MH test but still refuses diverging (finite yet exploding) proposals
+    mh = jnp.logical_not(warmup)
+    accepted = ~diverging & jnp.where(mh, passes_mh, True)
+
+    proposal = HMCState(end.position, end.logdensity, end.logdensity_grad, loglik)
+    new_state = jax.tree.map(lambda a, b: jnp.where(accepted, a, b), proposal, state)
+    energy = -end.logdensity + 0.5 * sum(jnp.sum(b**2) for b in xi1)
+    info = HMCInfo(
+        accepted=accepted,
+        acceptance_rate=jnp.minimum(1.0, jnp.exp(log_ratio)),
+        log_accept_ratio=log_ratio,
+        diverging=diverging,
+        energy=energy,
+        mh=mh,
+        step_size=jnp.asarray(step_size, jnp.float32),
+        n_steps=jnp.asarray(n_steps, jnp.int32),
+    )
+    return new_state, info
 
 
 def check_step_jitter(step_jitter: float) -> None:

@@ -21,29 +21,66 @@ from bnn_shift.typing import PyTree
 LogLikelihood = Callable[[PyTree, jax.Array, jax.Array], jax.Array]
 
 
-def check_classification_data(x, y, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Validate inputs (n, ...) and integer labels (n,); -> (float32 x, int32 y)."""
-    x = np.asarray(x)
-    y = np.asarray(y)
-    if x.ndim < 2:
-        raise ValueError(f"inputs must be shaped (n_examples, ...), got shape {x.shape}")
-    if y.ndim != 1 or len(y) != len(x):
-        raise ValueError(f"labels must be shaped ({len(x)},) to match the inputs, got {y.shape}")
-    if len(x) == 0:
-        raise ValueError("the data set is empty")
-    if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def float32_values(a, what: str) -> np.ndarray:
+    """Real numbers -> float32, checked after the cast: NaN, inf and values beyond float32's
+    range (|a| > 3.4e38, which the cast turns into inf) are refused, as are complex and
+    non-numeric arrays."""
+    a = np.asarray(a)
+    if np.iscomplexobj(a):
+        raise ValueError(f"{what}: complex values; pass real numbers (e.g. their .real or abs)")
+    if not np.issubdtype(a.dtype, np.number):
+        raise ValueError(f"{what}: dtype {a.dtype} is not numeric; convert them to floats first")
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = a.astype(np.float32, copy=False)
+    finite = np.isfinite(cast)
+    if not finite.all():
+        beyond = np.isfinite(a[~finite]).any()
         raise ValueError(
-            "inputs contain NaN or inf (or are not numeric); clean them before fitting"
+            f"{what}: found NaN or inf"
+            + (f" (values beyond float32's range, |x| > {FLOAT32_MAX:.3g})" if beyond else "")
+            + "; clean or rescale them first"
         )
-    if not np.issubdtype(y.dtype, np.integer):
-        if not np.all(np.equal(np.mod(y, 1), 0)):
-            raise ValueError("labels must be integers 0..n_classes-1")
-    if y.min() < 0 or y.max() >= n_classes:
+    return cast
+
+
+def check_labels(y, n_classes: int, what: str = "labels") -> np.ndarray:
+    """Integer class ids in [0, n_classes) (any shape) -> int32."""
+    y = np.asarray(y)
+    if np.iscomplexobj(y) or not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
         raise ValueError(
-            f"labels must lie in [0, {n_classes}) for a model with {n_classes} outputs; found "
+            f"{what} must be integer class ids 0..{n_classes - 1}, got dtype {y.dtype}; encode "
+            "them first (e.g. np.unique(y, return_inverse=True)[1])"
+        )
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.equal(np.mod(y, 1), 0)):
+            raise ValueError(f"{what} must be integers 0..{n_classes - 1}; found fractional or NaN")
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(
+            f"{what} must lie in [0, {n_classes}) for a model with {n_classes} outputs; found "
             f"values from {y.min()} to {y.max()}"
         )
-    return x.astype(np.float32, copy=False), y.astype(np.int32, copy=False)
+    return y.astype(np.int32, copy=False)
+
+
+def check_examples(x) -> np.ndarray:
+    """Inputs shaped (n_examples, ...) with n >= 1 (not cast)."""
+    x = np.asarray(x)
+    if x.ndim < 2:
+        raise ValueError(f"inputs must be shaped (n_examples, ...), got shape {x.shape}")
+    if len(x) == 0:
+        raise ValueError("the data set is empty")
+    return x
+
+
+def check_classification_data(x, y, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validate inputs (n, ...) and integer labels (n,); -> (float32 x, int32 y)."""
+    x, y = check_examples(x), np.asarray(y)
+    if y.ndim != 1 or len(y) != len(x):
+        raise ValueError(f"labels must be shaped ({len(x)},) to match the inputs, got {y.shape}")
+    return float32_values(x, "inputs"), check_labels(y, n_classes)
 
 
 PRECISIONS = ("float32", "tensorfloat32", "bfloat16")
@@ -87,15 +124,13 @@ def predict_probs(params: PyTree, static: PyTree, x: jax.Array) -> jax.Array:  #
 
 
 def check_inputs(name: str, x, feature_shape: tuple[int, ...]) -> np.ndarray:
-    """Validate an evaluation input set against the training feature shape."""
-    x = np.asarray(x, np.float32)
+    """Validate an evaluation input set against the training feature shape; -> float32."""
+    x = np.asarray(x)
     if x.shape[1:] != feature_shape:
         raise ValueError(
             f"eval set {name!r} has examples of shape {x.shape[1:]}, training data {feature_shape}"
         )
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"eval set {name!r} contains NaN or inf")
-    return x
+    return float32_values(x, f"eval set {name!r}")
 
 
 def output_shape(model: PyTree, x) -> tuple[int, ...]:
@@ -111,18 +146,20 @@ def output_shape(model: PyTree, x) -> tuple[int, ...]:
 
 
 def n_outputs(model: PyTree, x) -> int:
-    """Number of logits the model returns for one example of `x` (n, ...)."""
-    return output_shape(model, x)[-1]
+    """Number of logits (or means) the model returns for one example of `x` (n, ...); the model
+    must return a vector per example."""
+    shape = output_shape(model, x)
+    if len(shape) != 1:
+        raise ValueError(
+            f"the model returns shape {shape} for one example; this likelihood needs a vector of "
+            "outputs (k,) per example (a sequence model needs the sequence likelihoods)"
+        )
+    return shape[0]
 
 
 def check_regression_data(x, y, n_targets: int) -> tuple[np.ndarray, np.ndarray]:
     """Validate inputs (n, ...) and real targets (n,) or (n, n_targets); -> float32 (x, y)."""
-    x = np.asarray(x)
-    y = np.asarray(y)
-    if x.ndim < 2:
-        raise ValueError(f"inputs must be shaped (n_examples, ...), got shape {x.shape}")
-    if len(x) == 0:
-        raise ValueError("the data set is empty")
+    x, y = check_examples(x), np.asarray(y)
     if y.shape[:1] != x.shape[:1] or y.ndim > 2:
         raise ValueError(f"targets must be shaped ({len(x)},) or ({len(x)}, k), got {y.shape}")
     k = 1 if y.ndim == 1 else y.shape[1]
@@ -131,10 +168,7 @@ def check_regression_data(x, y, n_targets: int) -> tuple[np.ndarray, np.ndarray]
             f"targets have {k} columns but the model predicts {n_targets}; build the model "
             "with one output per target (two per target when the noise is learned)"
         )
-    for name, a in (("inputs", x), ("targets", y)):
-        if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
-            raise ValueError(f"{name} contain NaN or inf (or are not numeric); clean them first")
-    return x.astype(np.float32, copy=False), y.astype(np.float32, copy=False)
+    return float32_values(x, "inputs"), float32_values(y, "targets")
 
 
 PredictFn = Callable[[PyTree, PyTree, jax.Array], jax.Array]  # (params, static, x) -> (n, k)
@@ -242,25 +276,15 @@ def check_sequence_data(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Validate inputs (n, ...) and targets (n, *target_shape): integers in [0, n_classes) when
     n_classes is given, else reals; -> (float32 x, int32 or float32 y)."""
-    x, y = np.asarray(x), np.asarray(y)
-    if x.ndim < 2 or len(x) == 0:
-        raise ValueError(f"inputs must be a non-empty (n_examples, ...) array, got {x.shape}")
+    x, y = check_examples(x), np.asarray(y)
     expected = (len(x), *target_shape)
     if y.shape != expected:
         raise ValueError(
             f"targets must be shaped {expected}, one per model output position, got {y.shape}"
         )
-    for name, a in (("inputs", x), ("targets", y)):
-        if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
-            raise ValueError(f"{name} contain NaN or inf (or are not numeric); clean them first")
     if n_classes is None:
-        return x.astype(np.float32, copy=False), y.astype(np.float32, copy=False)
-    if np.any(np.mod(y, 1) != 0) or y.min() < 0 or y.max() >= n_classes:
-        raise ValueError(
-            f"targets must be integer class ids in [0, {n_classes}) for a model with "
-            f"{n_classes} logits per position; found values from {y.min()} to {y.max()}"
-        )
-    return x.astype(np.float32, copy=False), y.astype(np.int32, copy=False)
+        return float32_values(x, "inputs"), float32_values(y, "targets")
+    return float32_values(x, "inputs"), check_labels(y, n_classes, "targets")
 
 
 def sequence_categorical_loglik(

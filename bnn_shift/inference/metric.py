@@ -36,11 +36,20 @@ def apply_factor(matrix: jax.Array, leaf: jax.Array) -> jax.Array:
     return (leaf.reshape(-1, d) @ matrix).reshape(leaf.shape)
 
 
-def whiten_momentum(factors: Sequence[MassFactor | None], momentum: PyTree) -> PyTree:
+def whiten_momentum(
+    factors: Sequence[MassFactor | None], momentum: PyTree, scales: PyTree | None = None
+) -> PyTree:
     """p -> M^{-1/2} p, the momentum in whitened coordinates (standard normal at refresh)."""
-    return _map_leaves(
+    xi = _map_leaves(
         lambda f, p: p if f is None else apply_factor(f.sqrt_inv_mass, p), factors, momentum
     )
+    return xi if scales is None else jax.tree.map(jnp.multiply, scales, xi)
+
+
+def _unwhiten(factors, xi: PyTree, scales: PyTree | None) -> PyTree:
+    """xi -> M^{1/2} xi (the inverse of `whiten_momentum`)."""
+    xi = xi if scales is None else jax.tree.map(jnp.divide, xi, scales)
+    return _map_leaves(lambda f, v: v if f is None else apply_factor(f.sqrt_mass, v), factors, xi)
 
 
 def from_whitened(factors: Sequence[MassFactor | None], z: PyTree) -> PyTree:
@@ -57,21 +66,25 @@ def to_whitened(factors: Sequence[MassFactor | None], theta: PyTree) -> PyTree:
     )
 
 
-def prior_metric(factors: Sequence[MassFactor | None]) -> Metric:
-    """The BlackJAX Metric for per-leaf mass factors (None = identity)."""
+def prior_metric(factors: Sequence[MassFactor | None], scales: PyTree | None = None) -> Metric:
+    """The BlackJAX Metric for per-leaf mass factors A (None = identity) and, optionally, a
+    diagonal `scales` S on the whitened coordinates: M^-1 = A S^2 A."""
 
     def sample_momentum(key: jax.Array, position: PyTree) -> PyTree:
         leaves, treedef = jax.tree.flatten(position)
         keys = jax.random.split(key, len(leaves))
         noise = [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)]
-        return _map_leaves(
-            lambda f, xi: xi if f is None else apply_factor(f.sqrt_mass, xi),
-            factors,
-            jax.tree.unflatten(treedef, noise),
-        )
+        return _unwhiten(factors, jax.tree.unflatten(treedef, noise), scales)
 
     def velocity(momentum: PyTree) -> PyTree:
-        """M^-1 p, one matmul per preconditioned leaf."""
+        """M^-1 p: one matmul per preconditioned leaf (two with scales)."""
+        if scales is not None:
+            xi = whiten_momentum(factors, momentum, scales)
+            return _map_leaves(
+                lambda f, v: v if f is None else apply_factor(f.sqrt_inv_mass, v),
+                factors,
+                jax.tree.map(jnp.multiply, scales, xi),
+            )
         return _map_leaves(
             lambda f, p: p if f is None else apply_factor(f.inv_mass, p), factors, momentum
         )
@@ -103,9 +116,7 @@ def prior_metric(factors: Sequence[MassFactor | None]) -> Metric:
     def scale(position: PyTree, element: PyTree, *, inv: bool, trans: bool) -> PyTree:
         del position, trans  # every factor is symmetric
         if inv:
-            return whiten_momentum(factors, element)
-        return _map_leaves(
-            lambda f, e: e if f is None else apply_factor(f.sqrt_mass, e), factors, element
-        )
+            return whiten_momentum(factors, element, scales)
+        return _unwhiten(factors, element, scales)
 
     return Metric(sample_momentum, kinetic_energy, check_turning, scale)

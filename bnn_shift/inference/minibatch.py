@@ -14,6 +14,7 @@ bit-identically after a crash. Full-batch runs (batch = n) keep the data order.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,12 +28,18 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from bnn_shift.inference.chains import (
+    check_count,
     iterations_per_call,
     next_block_length,
     scan_until,
     warn_interrupted,
 )
-from bnn_shift.inference.checkpoint import load_run_state, prefixed, save_run_state
+from bnn_shift.inference.checkpoint import (
+    data_digest,
+    load_run_state,
+    prefixed,
+    save_run_state,
+)
 from bnn_shift.inference.likelihood import Likelihood
 from bnn_shift.inference.target import Data, Target, make_target
 from bnn_shift.priors.base import Prior
@@ -75,12 +82,13 @@ class EpochRun:
 
 def check_batch(batch_size: int | None, n: int, n_epochs: int) -> int:
     """The batch size (n for None), checked against the data size; n_epochs >= 1."""
-    batch = n if batch_size is None else int(batch_size)
-    if not 1 <= batch <= n:
-        raise ValueError(f"batch_size must be between 1 and the data size {n}, got {batch_size}")
-    if n_epochs < 1:
-        raise ValueError(f"n_epochs must be >= 1, got {n_epochs}")
-    return batch
+    check_count("n_epochs", n_epochs)
+    if batch_size is None:
+        return n
+    if not isinstance(batch_size, bool) and isinstance(batch_size, int | np.integer):
+        if 1 <= batch_size <= n:
+            return int(batch_size)
+    raise ValueError(f"batch_size must be between 1 and the data size {n}, got {batch_size!r}")
 
 
 def run_epochs(
@@ -112,10 +120,12 @@ def run_epochs(
     cap = iterations_per_call(one, len(seeds), {}, bool(keep))
     cap = min(block_length or cap, n_epochs)
     settings = {"batch": batch_size, "steps": steps, "length": cap, "keep_positions": bool(keep)}
+    noise_scale = target.temperature * sum(math.prod(a.shape) for a in jax.tree.leaves(one)) / n
     run = EpochRun(state, {})
     rows: list[dict[str, np.ndarray]] = []
     fingerprint = dict(fingerprint or {}, seeds=list(seeds), n_epochs=n_epochs, batch=batch_size)
-    if run_dir is not None:
+    if run_dir is not None:  # a resumed run must see the same data, not just the same size
+        fingerprint["data_sha256"] = data_digest(*jax.device_get(data))
         rows = _resume(Path(run_dir), engine, run, fingerprint)
     next_length, n_calls = (cap if block_length else 1), 0
     bar = tqdm(total=n_epochs, initial=run.completed, desc=desc, disable=not progress, unit="epoch")
@@ -131,7 +141,11 @@ def run_epochs(
             n_calls += 1
             if block_length is None and n_calls >= 2:  # the first call's time includes compiling
                 next_length = next_block_length(time.perf_counter() - started, length, cap)
-            _check_finite(stats["loss"], start, desc)
+            first = (rows or [{k: v[0] for k, v in stats.items()}])[0]
+            check_loss(
+                stats["loss"], start, desc, first.get(FIRST_LOSS, first["loss"]), noise_scale,
+                getattr(engine, "learning_rate", None),
+            )  # fmt: skip
             for row in range(length):
                 rows.append({k: v[row] for k, v in stats.items()})
                 if start + row in keep:
@@ -179,7 +193,7 @@ def _epochs_block(
         state, infos = jax.lax.scan(one, state, (step_keys, order, jnp.arange(steps)))
         state = engine.end_epoch(target, state, e)
         stats = {k: jnp.mean(v, axis=0) for k, v in infos._asdict().items()}
-        return state, stats
+        return state, stats | {FIRST_LOSS: infos.loss[0]}
 
     def run(state, e):
         state, stats = jax.vmap(epoch, in_axes=(0, 0, None))(keys, state, e)
@@ -188,16 +202,48 @@ def _epochs_block(
     return scan_until(run, state, start, stop, length)
 
 
-def _check_finite(loss: np.ndarray, start: int, desc: str) -> None:
-    """loss (epochs, M): raise at the first epoch where a member's loss is not finite."""
-    bad = np.argwhere(~np.isfinite(loss))
-    if len(bad):
-        epoch, member = bad[0]
-        who = f" (member {member})" if loss.shape[1] > 1 else ""
-        raise FloatingPointError(
-            f"{desc} loss became {loss[epoch, member]} at epoch {start + epoch + 1}{who}; lower "
-            "the learning rate"
-        )
+FIRST_LOSS = "loss_first_step"  # stats: the loss of each epoch's first step
+# A loss this many times its own scale above where the run started has diverged. The loss is a
+# mean over examples of -(log likelihood + log prior) / n: optimisers lower it from the start,
+# and SG-MCMC at temperature T settles near its minimum plus about T d / (2n) (equipartition: T/2
+# nats per parameter), which the scale includes. Minibatch noise and cyclical restarts
+# move it by O(1) times its scale; the diverged runs this catches reach 1e13 and more.
+DIVERGENCE_FACTOR = 1e3
+
+
+def divergence_bound(start: np.ndarray, noise_scale: float = 0.0) -> np.ndarray:
+    """The loss above which a run that started at loss `start` (per member) has diverged;
+    noise_scale: T d / n, the loss SG-MCMC noise may add (d parameters, n examples)."""
+    scale = np.maximum(np.maximum(np.abs(start), 1.0), noise_scale)
+    return start + DIVERGENCE_FACTOR * scale
+
+
+def check_loss(
+    loss: np.ndarray,
+    start: int,
+    desc: str,
+    initial: np.ndarray,
+    noise_scale: float = 0.0,
+    learning_rate=None,
+) -> None:
+    """Raise FloatingPointError at the first epoch of a block (loss (epochs, M), its first epoch
+    `start`) whose loss is not finite or lies above `divergence_bound` of the run's first loss
+    `initial` (M,), naming the epoch and the learning rate."""
+    initial = np.asarray(initial)
+    bad = np.argwhere(~(loss <= divergence_bound(initial, noise_scale)))  # also catches NaN
+    if not len(bad):
+        return
+    epoch, member = bad[0]
+    who = f" (member {member})" if loss.shape[1] > 1 else ""
+    value = loss[epoch, member]
+    at = f"at epoch {start + epoch + 1}{who}"
+    what = (
+        f"became {value} {at}"
+        if not np.isfinite(value)
+        else f"diverged {at}: {value:.3g}, from {initial[member]:.3g} at the start"
+    )
+    rate = "" if learning_rate is None else f" (now {float(np.asarray(learning_rate)):.3g})"
+    raise FloatingPointError(f"{desc} loss {what}; lower the learning rate{rate}")
 
 
 def _checkpoint(run_dir: Path, run: EpochRun, rows: list, fingerprint: dict) -> None:
@@ -281,6 +327,7 @@ def fit_epochs(
         "n_train": target.n,
         "prior": target.prior.describe(),
         "likelihood": target.likelihood.describe(),
+        "input_shape": list(problem.data[0].shape[1:]),
     }
     shapes = [list(a.shape) for a in jax.tree.leaves(problem.params)]
     started = time.perf_counter()

@@ -21,6 +21,7 @@ from blackjax.adaptation.window_adaptation import WindowAdaptationState, base, b
 from blackjax.mcmc import hmc as blackjax_hmc
 from blackjax.mcmc import nuts as blackjax_nuts
 
+from bnn_shift.inference.chains import check_count
 from bnn_shift.inference.likelihood import Likelihood
 from bnn_shift.inference.posterior import Posterior
 from bnn_shift.inference.sampler import prepare_chains, sample_chains
@@ -152,11 +153,8 @@ def nuts(
     likelihood: "categorical", "gaussian" or a `Likelihood`; labelled eval_sets need
     "categorical". trace_pointwise: as in `hmc`.
     """
-    if n_warmup < 1 or n_samples < 1 or n_chains < 1:
-        raise ValueError(
-            f"n_warmup, n_samples and n_chains must be >= 1, got "
-            f"{n_warmup}, {n_samples}, {n_chains}"
-        )
+    for name, value in (("n_warmup", n_warmup), ("n_samples", n_samples), ("n_chains", n_chains)):
+        check_count(name, value)
     if not 0 < target_acceptance < 1:
         raise ValueError(f"target_acceptance must lie in (0, 1), got {target_acceptance}")
     problem = prepare_chains(

@@ -7,6 +7,7 @@ to supply the static structure.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -19,7 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from bnn_shift.inference.likelihood import Likelihood, PredictFn, likelihood_from_description
+from bnn_shift.inference.likelihood import (
+    Likelihood,
+    PredictFn,
+    float32_values,
+    likelihood_from_description,
+)
 from bnn_shift.models.params import param_paths, partition_params
 from bnn_shift.typing import PyTree
 
@@ -116,7 +122,7 @@ class Posterior:
         """The mean over draws of the likelihood's prediction (probabilities or means); draws
         are read (possibly from a memory map) and moved DRAW_CHUNK at a time."""
         self._check_draws()
-        x = np.asarray(x, np.float32)
+        x = self._check_inputs(x, batch_size, self.likelihood.predict)
         parts = []
         for i in range(0, len(x), batch_size):
             total, rows = 0.0, jnp.asarray(x[i : i + batch_size])
@@ -133,7 +139,7 @@ class Posterior:
         DRAW_CHUNK_FLOATS floats over all draws, draws DRAW_CHUNK at a time."""
         self._check_draws()
         per_draw = per_draw or self.likelihood.predict
-        x = np.asarray(x, np.float32)
+        x = self._check_inputs(x, batch_size, per_draw)
         one = jax.tree.map(lambda d: jax.ShapeDtypeStruct(d.shape[1:], d.dtype), self.draws)
         size = math.prod(eqx.filter_eval_shape(per_draw, one, self.static, x[:1]).shape)
         step = max(1, DRAW_CHUNK_FLOATS // (self.n_draws * max(size, 1)))
@@ -154,9 +160,39 @@ class Posterior:
 
     def _check_draws(self) -> None:
         if self.n_draws == 0:
-            raise ValueError(
-                "this posterior has no draws (every proposal was rejected?); lower the step size"
+            reason = self.attrs.get("no_draws") or (
+                "every proposal was rejected, or the run kept no draws (keep_draws=False)?"
             )
+            raise ValueError(f"this posterior has no draws: {reason}")
+
+    def _check_inputs(self, x, batch_size: int | None, per_draw: PredictFn) -> np.ndarray:
+        """x (n, ...) as float32, checked: finite reals, n >= 1, examples the model takes."""
+        if batch_size is not None and (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int | np.integer)
+            or batch_size < 1
+        ):
+            raise ValueError(f"batch_size is {batch_size!r}; give a positive integer")
+        x = np.asarray(x)
+        if x.ndim < 2 or len(x) == 0:
+            raise ValueError(f"x has shape {x.shape}; give examples shaped (n >= 1, ...)")
+        x = float32_values(x, "x")
+        expected = self.attrs.get("input_shape")
+        if expected is not None and list(x.shape[1:]) != list(expected):
+            raise ValueError(
+                f"x has examples of shape {x.shape[1:]}; this posterior's model takes "
+                f"{tuple(expected)} (reshape x, or use the posterior fitted to such inputs)"
+            )
+        one = jax.tree.map(lambda d: jax.ShapeDtypeStruct(d.shape[1:], d.dtype), self.draws)
+        try:
+            eqx.filter_eval_shape(per_draw, one, self.static, x[:1])
+        except (TypeError, ValueError, IndexError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(
+                f"this posterior's model cannot take examples of shape {x.shape[1:]} ({first}); "
+                "give inputs shaped like the training data"
+            ) from err
+        return x
 
     def _draw_chunks(self):
         for start in range(0, self.n_draws, DRAW_CHUNK):
@@ -191,11 +227,14 @@ class Posterior:
         return xr.DataTree.from_dict(groups)
 
     def save(self, path: str | Path) -> Path:
-        """Write to a netCDF file (atomically: a temporary file renamed into place)."""
+        """Write to a netCDF file (atomically: a temporary file renamed into place), with the
+        sha256 of every stored array in the root attribute `checksums` (verified by `load`)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        self.to_datatree().to_netcdf(tmp, engine="h5netcdf")
+        tree = self.to_datatree()
+        tree.attrs[CHECKSUMS] = json.dumps(tree_checksums(tree))
+        tree.to_netcdf(tmp, engine="h5netcdf")
         tmp.replace(path)
         return path
 
@@ -203,8 +242,7 @@ class Posterior:
     def load(cls, path: str | Path, model_like: PyTree) -> Posterior:
         """Read a saved posterior; `model_like` is any model of the same architecture."""
         params_like, static = partition_params(model_like)
-        with xr.open_datatree(path, engine="h5netcdf") as tree:
-            tree = tree.load()
+        tree = read_posterior_file(path)
         attrs = json.loads(tree.attrs.get("bnn_shift", "{}"))
         draws, draw_chain = _read_draws(tree["draws"].to_dataset(), params_like, path)
         kind = tree.attrs.get("kind")  # None in files written before it was stored
@@ -221,6 +259,65 @@ class Posterior:
                 for name, group in tree["variational"].children.items()
             }
         return post
+
+
+CHECKSUMS = "checksums"  # root attribute: JSON {group/variable: sha256} of every stored array
+GROUPS = ("draws", "predictions")  # groups every posterior file has
+
+
+class PosteriorFileError(ValueError):
+    """A posterior file that cannot be read back as it was written."""
+
+
+def tree_checksums(tree: xr.DataTree) -> dict[str, str]:
+    """Name "/group/variable" -> sha256 of its dtype, shape and C-order bytes, for every array of
+    every group (and "/bnn_shift" for the root's settings)."""
+    sums = {"/bnn_shift": hashlib.sha256(str(tree.attrs.get("bnn_shift", "")).encode()).hexdigest()}
+    for node in tree.subtree:
+        for name, var in node.dataset.variables.items():
+            values = np.ascontiguousarray(var.values)
+            h = hashlib.sha256(f"{values.dtype.str}{values.shape}".encode())
+            h.update(values.tobytes())
+            sums[f"{node.path.rstrip('/')}/{name}"] = h.hexdigest()
+    return sums
+
+
+def read_posterior_file(path: str | Path) -> xr.DataTree:
+    """A saved posterior's DataTree, fully loaded, its arrays checked against the checksums
+    stored when it was saved (files written before checksums are read unchecked); a
+    PosteriorFileError naming the file when it is unreadable, damaged or not a posterior."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such posterior file")
+    try:
+        with xr.open_datatree(path, engine="h5netcdf") as tree:
+            tree = tree.load()
+    except Exception as err:  # h5py, netCDF and xarray each raise their own kinds
+        raise PosteriorFileError(
+            f"{path} cannot be read as a saved posterior ({type(err).__name__}): the file is "
+            "truncated, corrupted or not a netCDF file written by Posterior.save; restore it "
+            "or fit again"
+        ) from err
+    missing = [g for g in GROUPS if g not in tree.children]
+    if missing or "bnn_shift" not in tree.attrs:
+        raise PosteriorFileError(
+            f"{path} is a netCDF file but not a saved posterior (no {missing or 'settings'}); "
+            "give a file written by Posterior.save"
+        )
+    stored = tree.attrs.get(CHECKSUMS)
+    if stored is not None:
+        _verify_checksums(path, json.loads(stored), tree_checksums(tree))
+    return tree
+
+
+def _verify_checksums(path: Path, stored: dict[str, str], found: dict[str, str]) -> None:
+    bad = sorted(k for k in stored.keys() | found.keys() if stored.get(k) != found.get(k))
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise PosteriorFileError(
+            f"{path} is corrupted: {shown} do not match the checksums stored when it was "
+            "saved; restore the file or fit again"
+        )
 
 
 def _prediction_dims(name: str, ndim: int) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -14,7 +15,15 @@ import numpy as np
 from jax.sharding import Mesh
 
 from bnn_shift.data.cache import array_digest
-from bnn_shift.inference.chains import ChainRun, FullBatchSampler, run_chains
+from bnn_shift.inference.adaptive_hmc import AdaptiveHMC
+from bnn_shift.inference.chains import (
+    ChainRun,
+    FullBatchSampler,
+    check_count,
+    no_draws_reason,
+    run_chains,
+    unmoved_chains,
+)
 from bnn_shift.inference.convergence import check_convergence
 from bnn_shift.inference.ensemble import deep_ensemble
 from bnn_shift.inference.kernel import (
@@ -41,6 +50,7 @@ from bnn_shift.typing import PyTree
 INITS = ("model", "prior", "ensemble")
 # init="ensemble": members fitted as compare-priors' MAP (full-batch Adam, cosine learning rate)
 ENSEMBLE_INIT = {"n_epochs": 1000, "learning_rate": 1e-3}
+MIN_ADAPTATION = 150  # warmup iterations Stan's window schedule needs (its default buffers)
 INIT_STREAM = 2**31 - 1  # fold_in index for initial draws, disjoint from iteration indices
 TUNE_STREAM = 2**31 - 2  # fold_in index for step-size tuning
 TUNE_N_STEPS = 10  # leapfrogs per tuning trajectory
@@ -76,6 +86,7 @@ def hmc(
     trace_params: Sequence[str] = (),
     trace_pointwise: Sequence[str] = (),
     whiten_first_layer: bool = True,
+    adapt_mass: bool = False,
     max_steps: int = 100_000,
     target_acceptance: float = 0.8,
     n_tune: int = 50,
@@ -117,6 +128,10 @@ def hmc(
         (attrs["pointwise_rhat"]) and `bnn-shift diagnose` use it.
     whiten_first_layer: run a dense EmpCov first layer in whitened coordinates (the same
         chain; see `prepare_chains`).
+    adapt_mass: adapt a diagonal mass matrix (on the prior-whitened coordinates) and the step
+        size over the n_burnin iterations, Stan's windows, MH test throughout
+        (`adaptive_hmc.py`); step_size is then the starting point, attrs["step_size"] the
+        adapted mean.
     precision: matmul precision of the leapfrog gradients ("float32", "tensorfloat32",
         "bfloat16"); the accept test always uses float32, so the chain targets the same posterior.
     likelihood: "categorical" (classifier logits), "gaussian" or a `Likelihood` such as
@@ -159,20 +174,36 @@ def hmc(
             make_engine, problem, tau, seed, n_tune, target_acceptance, max_steps
         )
     engine = make_engine(step_size)
+    if adapt_mass:
+        if n_burnin < MIN_ADAPTATION:
+            warnings.warn(
+                f"adapt_mass with n_burnin={n_burnin}: Stan's windows need >= {MIN_ADAPTATION} "
+                "warmup iterations to settle the mass matrix and step size; raise n_burnin",
+                stacklevel=2,
+            )
+        engine = AdaptiveHMC.for_target(
+            target, problem.params, n_burnin, trajectory_length=tau,
+            initial_step_size=float(step_size), max_steps=max_steps, step_jitter=step_jitter,
+        )  # fmt: skip
+        tuning["mass_adaptation"] = "Stan windows over the burn-in: diagonal, prior-whitened"
     settings = {
         "step_size": step_size,
         "step_jitter": step_jitter,
         "trajectory_length": tau,
-        "n_leapfrog_steps": engine.n_steps,
+        "n_leapfrog_steps": make_engine(step_size).n_steps,
         "init": describe_init(init),
         "precision": precision,
     } | tuning
-    return sample_chains(
+    post = sample_chains(
         "hmc", engine, problem, settings,
         n_iterations=n_iterations, n_burnin=n_burnin, seed=seed, thin=thin, keep=keep,
         keep_draws=keep_draws, run_dir=run_dir, trace_params=trace_params,
         trace_pointwise=trace_pointwise, progress=progress, iterations_per_call=iterations_per_call,
     )  # fmt: skip
+    if adapt_mass and post.stats["step_size"][n_burnin:].size:
+        post.attrs["step_size"] = float(np.mean(post.stats["step_size"][n_burnin:]))
+        post.attrs["n_leapfrog_steps"] = float(np.mean(post.stats["n_steps"][n_burnin:]))
+    return post
 
 
 class ChainProblem(NamedTuple):
@@ -298,8 +329,21 @@ def sample_chains(
         "n_devices": problem.mesh.devices.size,
         "eval_set_digests": problem.eval_digests,
         "n_init_gradients": problem.init_gradients,
+        "input_shape": list(problem.data[0].shape[1:]),
         "seconds": time.perf_counter() - started,
     }
+    reason = no_draws_reason(run, n_burnin, keep)
+    if reason is not None:
+        attrs["no_draws"] = reason
+        warnings.warn(f"{method} kept no draws: {reason}", stacklevel=3)
+    unmoved = unmoved_chains(run.stats, n_burnin)
+    if unmoved and "accepted" not in run.stats:  # with it, check_convergence says so
+        warnings.warn(
+            f"{method} chains {unmoved} never moved after burn-in: their draws all repeat one "
+            "state (every proposal diverged or was refused); check the temperature, the prior "
+            "scale and the input scale, or lower the step size",
+            stacklevel=3,
+        )
     return check_convergence(_posterior(run, params, target.static, attrs))
 
 
@@ -421,21 +465,17 @@ def describe_init(init: str | Posterior) -> str:
 
 
 def _check_run(n_iterations, n_burnin, thin, iterations_per_call) -> None:
-    if n_iterations < 1 or not 0 <= n_burnin <= n_iterations:
+    """Integer run lengths, with at least one iteration after burn-in (burn-in is never kept)."""
+    check_count("n_iterations", n_iterations)
+    check_count("n_burnin", n_burnin, 0)
+    if n_burnin >= n_iterations:
         raise ValueError(
-            f"need n_iterations >= 1 and 0 <= n_burnin <= n_iterations, "
-            f"got {n_iterations=}, {n_burnin=}"
+            f"n_burnin={n_burnin} leaves no iteration of n_iterations={n_iterations} to keep "
+            "(burn-in is never kept); need 0 <= n_burnin < n_iterations"
         )
-    if iterations_per_call is not None and (
-        isinstance(iterations_per_call, bool)
-        or not isinstance(iterations_per_call, int)
-        or iterations_per_call < 1
-    ):
-        raise ValueError(
-            f"iterations_per_call must be a positive integer, got {iterations_per_call!r}"
-        )
-    if thin < 1:
-        raise ValueError(f"thin must be >= 1, got {thin=}")
+    if iterations_per_call is not None:
+        check_count("iterations_per_call", iterations_per_call)
+    check_count("thin", thin)
 
 
 def _check_problem(n_chains, init) -> None:

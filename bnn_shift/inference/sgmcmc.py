@@ -14,6 +14,7 @@ import numpy as np
 from blackjax.sgmcmc.diffusions import overdamped_langevin
 from blackjax.util import generate_gaussian_noise
 
+from bnn_shift.inference.chains import check_count
 from bnn_shift.inference.likelihood import Likelihood
 from bnn_shift.inference.minibatch import EpochEngine, fit_epochs, prepare_epochs
 from bnn_shift.inference.posterior import Posterior, empty_draws, stack_draws
@@ -237,17 +238,17 @@ def _check_settings(
     """Validate the SG-MCMC settings; -> the epochs that yield draws."""
     if not (math.isfinite(learning_rate) and learning_rate > 0):
         raise ValueError(f"learning_rate must be finite and > 0, got {learning_rate}")
-    if n_epochs < 1:
-        raise ValueError(f"n_epochs must be >= 1, got {n_epochs}")
-    if not 0 <= n_burnin_epochs < n_epochs:
+    check_count("n_epochs", n_epochs)
+    check_count("n_burnin_epochs", n_burnin_epochs, 0)
+    check_count("thin_epochs", thin_epochs)
+    check_count("cycles", cycles)
+    if not n_burnin_epochs < n_epochs:
         raise ValueError(
             f"need 0 <= n_burnin_epochs < n_epochs, got {n_burnin_epochs=}, {n_epochs=}"
         )
-    if thin_epochs < 1:
-        raise ValueError(f"thin_epochs must be >= 1, got {thin_epochs}")
     if not 0 <= momentum < 1:
         raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-    if cycles < 1 or n_epochs % cycles:
+    if n_epochs % cycles:
         raise ValueError(f"cycles must be >= 1 and divide n_epochs={n_epochs}, got {cycles}")
     if not 0 <= explore_fraction < 1:
         raise ValueError(f"explore_fraction must be in [0, 1), got {explore_fraction}")

@@ -69,7 +69,7 @@ class BNNClassifier(ClassifierMixin, BaseBNN):
         """Posterior-averaged class probabilities, columns in the order of `classes_`."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False)
-        probs = self.posterior_.predict_proba(np.asarray(X, np.float32)).astype(np.float64)
+        probs = self.posterior_.predict_proba(X).astype(np.float64)  # float32, checked
         return probs / probs.sum(axis=1, keepdims=True)
 
     def predict_log_proba(self, X) -> np.ndarray:  # (n, n_classes)

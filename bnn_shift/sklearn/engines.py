@@ -105,6 +105,12 @@ def _hmc(p: Problem, s: Settings) -> Posterior:
     return _run(hmc, _start(p, s), s, trajectory_length=s.trajectory_length, **_chains(s))
 
 
+def _hmc_adapted(p: Problem, s: Settings) -> Posterior:
+    return _run(
+        hmc, _start(p, s), s, trajectory_length=s.trajectory_length, adapt_mass=True, **_chains(s)
+    )
+
+
 def _nuts(p: Problem, s: Settings) -> Posterior:
     if s.n_burnin < 1 or s.n_iterations <= s.n_burnin:
         raise ValueError(
@@ -199,6 +205,9 @@ class Engine:
 ENGINES: dict[str, Engine] = {
     "hmc": Engine(
         _hmc, "full-batch HMC: n_iterations (n_burnin without MH), step_size, trajectory_length"
+    ),
+    "hmc_adapted": Engine(
+        _hmc_adapted, "HMC with a diagonal mass and step adapted over n_burnin (>= 150) iterations"
     ),
     "nuts": Engine(_nuts, "NUTS: n_burnin warm-up steps, then n_iterations - n_burnin draws"),
     "mala": Engine(_mala, "MALA: n_iterations (n_burnin without MH), step_size"),

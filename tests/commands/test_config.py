@@ -1,5 +1,6 @@
 """--config FILE (TOML) and the config.toml every run writes: a run repeats bit for bit."""
 
+import importlib
 import tomllib
 
 import pytest
@@ -56,4 +57,47 @@ def test_bad_config_is_one_clear_error(tmp_path, capsys, text, message):
     with pytest.raises(SystemExit) as exit_info:
         main(["compare-priors", "--config", str(path)])
     assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_binary_config_file_is_named(tmp_path, capsys):
+    path = tmp_path / "c.toml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare-priors", "--config", str(path)])
+    assert exit_info.value.code == 2
+    assert f"--config {path} is not a text (UTF-8 TOML) file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("step_size = true\n", "step_size is True; give a number or a string"),
+        ("n_iterations = 2.5\n", "n_iterations is 2.5; give an integer"),
+        ("priors = 5\n", "priors is 5; give a list of strings"),
+        ('include_map = "no"\n', "include_map is 'no'; give true or false"),
+        ('noise_stds = ["a", 1]\n', "noise_stds is ('a', 1); give a list of numbers"),
+        ("noise_stds = [-1.0]\n", "noise_stds is (-1.0,); it must be one or more stds >= 0"),
+        ("seed = -1\n", "seed is -1; it must be >= 0"),
+        ("n_iterations = 5\nn_burnin = 5\n", "n_burnin is 5, not below n_iterations=5"),
+    ],
+)
+def test_config_values_of_the_wrong_type_or_range_stop_before_any_work(
+    tmp_path, capsys, monkeypatch, text, message
+):
+    """Checked when the settings are read, not after minutes of fitting."""
+    run = importlib.import_module("bnn_shift.experiments.compare_priors")
+    monkeypatch.setattr(run, "load_data", lambda config: pytest.fail("work started"))
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    assert main(["compare-priors", "--config", str(path), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"), [(["--seed", "-1"], "seed is -1"), (["--noise=-1"], "noise_stds is")]
+)
+def test_negative_flags_name_the_setting(tmp_path, capsys, flags, message):
+    assert main([*TINY, *flags, "--out", str(tmp_path)]) == 1
     assert message in capsys.readouterr().err

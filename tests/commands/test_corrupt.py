@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bnn_shift.cli import main
+from bnn_shift.data.mnist import local_mnist_dir
 from bnn_shift.shift import load_mnist_c
 
 _SHARED_MNIST = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist"
-MNIST_DIR = Path(os.environ.get("BNN_SHIFT_MNIST_DIR") or _SHARED_MNIST)
-pytestmark = pytest.mark.skipif(
-    not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(), reason="no MNIST copy"
-)
+# the shared copy, else $BNN_SHIFT_MNIST_DIR or what load_mnist fetched into its cache
+MNIST_DIR = local_mnist_dir(_SHARED_MNIST) or _SHARED_MNIST
+pytestmark = pytest.mark.skipif(local_mnist_dir(MNIST_DIR) is None, reason="no MNIST copy")
 
 
 def test_corrupt_mnist_subset(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

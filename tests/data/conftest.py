@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from bnn_shift.data.mnist import ENV_MNIST_DIR
+from bnn_shift.data.mnist import ENV_MNIST_DIR, local_mnist_dir
 
 _REPO_SHARED_MNIST = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist"
 # The shared data files (ETTh1.csv, tinyshakespeare.txt, ...): $BNN_SHIFT_SHARED_DATA, else the
 # checkout's sibling ../shared/data (CI clones have one; a user's checkout may not).
 _SHARED_DATA = Path(os.environ.get("BNN_SHIFT_SHARED_DATA") or _REPO_SHARED_MNIST.parent)
-_MNIST_DIR = Path(os.environ.get(ENV_MNIST_DIR) or _REPO_SHARED_MNIST)
+# the shared copy, else $BNN_SHIFT_MNIST_DIR or what load_mnist fetched into its cache (read
+# here, before each test gets an empty cache)
+_MNIST_DIR = local_mnist_dir(_REPO_SHARED_MNIST) or _REPO_SHARED_MNIST
 
 
 @pytest.fixture(autouse=True)
@@ -28,10 +30,7 @@ def isolated_data_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def shared_mnist_dir() -> Path:
     """Directory with the 4 MNIST IDX files ($BNN_SHIFT_MNIST_DIR or ../shared/data/mnist)."""
-    if (
-        not (_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file()
-        and not (_MNIST_DIR / "train-images-idx3-ubyte").is_file()
-    ):
+    if local_mnist_dir(_MNIST_DIR) != _MNIST_DIR:
         pytest.skip(f"no MNIST copy: set {ENV_MNIST_DIR} or provide {_REPO_SHARED_MNIST}")
     return _MNIST_DIR
 

@@ -64,6 +64,28 @@ def test_npm_pack_rejects_escaping_member(tmp_path: Path, monkeypatch: pytest.Mo
     assert not (tmp_path.parent / "evil").exists()
 
 
+@pytest.mark.skipif(os.name != "posix", reason="stand-in npm is a shell script")
+@pytest.mark.parametrize(
+    ("script", "reason"),
+    [
+        ("exit 1", "exit status 1, no message"),  # what --silent left: no reason at all
+        ("echo 'npm error code E404' >&2; exit 1", "npm error code E404"),
+        ("echo 'npm error network' ; exit 1", "npm error network"),
+    ],
+)
+def test_npm_pack_failures_say_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script, reason):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    args = tmp_path / "args"
+    (bin_dir / "npm").write_text(f'#!/bin/sh\necho "$@" > "{args}"\n{script}\n')
+    (bin_dir / "npm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(FetchError, match=f"`npm pack p@1` failed: {reason}"):
+        npm_pack("p@1", sha1="0" * 40, names=[], dest=tmp_path, progress=False)
+    given = args.read_text().split()
+    assert "--silent" not in given and "--fetch-retries=1" in given  # no ~70 s offline stall
+
+
 def test_npm_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(FetchError, match="not on PATH"):

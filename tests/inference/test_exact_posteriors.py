@@ -213,6 +213,24 @@ def test_hmc_samples_the_exact_posterior_under_an_empcov_prior():
     assert_exact(check_moments(posterior_chains(post), mean, cov))
 
 
+@pytest.mark.parametrize("prior_kind", ["gaussian", "empcov"])
+def test_hmc_with_an_adapted_mass_matrix_samples_the_exact_posterior(prior_kind):
+    """Stan's windows adapt a diagonal mass (on the prior-whitened coordinates) and the step
+    over 200 burn-in iterations; the collinear pair makes the posterior far from isotropic."""
+    x, y = regression_data()
+    if prior_kind == "gaussian":
+        model, prior = linear_model(), Gaussian(PRIOR_STD)
+        mean, cov = gaussian_prior_posterior()
+    else:
+        model, (prior, mean, cov) = linear_model(use_bias=True), empcov_problem()
+    post = run_hmc(
+        model, prior, x, y, step_size=0.05, adapt_mass=True, n_iterations=700, n_burnin=200,
+        seed=12,
+    )  # fmt: skip
+    assert "mass_adaptation" in post.attrs
+    assert_exact(check_moments(posterior_chains(post), mean, cov))
+
+
 def test_hmc_with_the_empcov_layer_whitened_samples_the_exact_posterior():
     """The same problem on a bnn_shift MLP with no hidden layer, whose first layer hmc samples
     in whitened coordinates with the inputs rotated once (whitening.py)."""

@@ -3,6 +3,8 @@ exact answers of Bayesian linear regression (a conjugate model)."""
 
 from __future__ import annotations
 
+import re
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -13,7 +15,11 @@ from scipy.stats import norm
 from bnn_shift.inference import hmc, map_fit
 from bnn_shift.inference.likelihood import (
     CATEGORICAL,
+    SEQUENCE_CATEGORICAL,
+    check_classification_data,
+    check_inputs,
     check_regression_data,
+    check_sequence_data,
     gaussian_likelihood,
     resolve_likelihood,
 )
@@ -95,6 +101,65 @@ def test_checks_name_the_problem():
         gaussian_likelihood(0.0)
     with pytest.raises(ValueError, match="2 noise_std values for a model with 1 outputs"):
         gaussian_likelihood([1.0, 2.0]).check(Affine(3, 1, jax.random.key(0)), x, np.zeros(4))
+
+
+@pytest.mark.parametrize(
+    ("check", "what"),
+    [
+        (lambda x: check_classification_data(x, np.zeros(2, int), 3), "inputs"),
+        (lambda x: check_regression_data(x, np.zeros(2), 1), "inputs"),
+        (lambda x: check_sequence_data(x, np.zeros((2, 1)), (1,)), "inputs"),
+        (lambda x: check_sequence_data(x, np.zeros((2, 1)), (1,), n_classes=2), "inputs"),
+        (lambda x: check_inputs("shifted", x, (3,)), "eval set 'shifted'"),
+        (lambda y: check_regression_data(np.zeros((2, 3)), y[:, 1], 1), "targets"),
+        (lambda y: check_sequence_data(np.zeros((2, 3)), y, (3,)), "targets"),
+    ],
+)
+def test_values_beyond_float32_and_complex_values_are_refused(check, what):
+    """float64 values above float32's range become inf in the cast: checked after it."""
+    huge = np.array([[0.0, 1e39, 0.0], [0.0, 0.0, 0.0]])
+    with pytest.raises(ValueError, match=rf"{what}: found NaN or inf \(values beyond float32"):
+        check(huge)
+    with pytest.raises(ValueError, match=f"{what}: complex values"):
+        check(huge.astype(complex) * 0 + 1j)
+    with pytest.raises(ValueError, match=f"{what}: found NaN or inf; clean"):
+        check(np.where(huge > 1, np.inf, huge))
+
+
+@pytest.mark.parametrize(
+    ("labels", "match"),
+    [
+        (np.array(["a", "b", "a", "c"]), "labels must be integer class ids 0..2, got dtype <U1"),
+        (np.array([0, 1, None, 2], dtype=object), "labels must be integer class ids"),
+        (np.array([0, 1, 2, 1j]), "labels must be integer class ids"),
+        (np.array([0.0, np.nan, 1.0, 2.0]), "labels must be integers 0..2"),
+    ],
+)
+def test_labels_that_are_not_class_ids_are_named(labels, match):
+    with pytest.raises(ValueError, match=match):
+        check_classification_data(np.zeros((4, 3)), labels, 3)
+
+
+class Scalar(eqx.Module):
+    """One example (d,) -> a scalar, or (2, k) logits: not what a categorical model returns."""
+
+    linear: eqx.nn.Linear
+    shape: tuple[int, ...] = eqx.field(static=True)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.linear(x).reshape(self.shape)
+
+
+@pytest.mark.parametrize("shape", [(), (2, 2)])
+def test_a_model_whose_outputs_are_not_a_vector_is_named(shape):
+    model = Scalar(eqx.nn.Linear(3, max(1, int(np.prod(shape))), key=jax.random.key(0)), shape)
+    x, y = np.zeros((4, 3), np.float32), np.zeros(4, int)
+    with pytest.raises(ValueError, match=re.escape(f"the model returns shape {shape} for one")):
+        CATEGORICAL.check(model, x, y)
+    with pytest.raises(ValueError, match=r"the model returns shape"):
+        map_fit(model, Gaussian(1.0), x, y, n_epochs=1, progress=False)
+    if shape:  # per-position logits are what the sequence likelihood takes
+        assert SEQUENCE_CATEGORICAL.check(model, x, np.zeros((4, 2)))[1].dtype == np.int32
 
 
 def test_resolve_likelihood():

@@ -62,7 +62,20 @@ def test_nuts_on_digits_gives_a_usable_posterior(tmp_path):
 def test_nuts_argument_errors():
     model = MLP(3, (2,), 2, key=jax.random.key(0))
     x, y = np.zeros((4, 3), np.float32), np.array([0, 1, 0, 1])
-    with pytest.raises(ValueError, match="must be >= 1"):
+    with pytest.raises(ValueError, match="n_warmup is 0; give an integer >= 1"):
         nuts(model, Gaussian(1.0), x, y, n_warmup=0)
+    with pytest.raises(ValueError, match=r"n_samples is 2\.5; give an integer >= 1"):
+        nuts(model, Gaussian(1.0), x, y, n_samples=2.5)
     with pytest.raises(ValueError, match="target_acceptance"):
         nuts(model, Gaussian(1.0), x, y, target_acceptance=1.5)
+
+
+def test_a_chain_that_never_moves_is_named():
+    """At temperature 1e-6 every NUTS trajectory diverges: the chain repeats its start, which
+    the run says instead of returning copies of it silently."""
+    data = load_digits().subset(100, 20, seed=0)
+    model = MLP(64, (8,), 10, key=jax.random.key(0))
+    with pytest.warns(UserWarning, match=r"nuts chains \[0\] never moved after burn-in"):
+        post = nuts(model, Gaussian(0.3), data.x_train, data.y_train, n_warmup=3, n_samples=5,
+                    temperature=1e-6, max_depth=4, progress=False)  # fmt: skip
+    assert np.all(post.stats["log_density"] == post.stats["log_density"][0])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bnn_shift.inference import Posterior
-from bnn_shift.inference.posterior import empty_draws, stack_draws
+from bnn_shift.inference.posterior import PosteriorFileError, empty_draws, stack_draws
 from bnn_shift.models import MLP, param_paths, partition_params
 from bnn_shift.priors import Gaussian
 
@@ -231,3 +231,74 @@ def test_sequence_predictions_keep_their_axes_in_files(tmp_path):
     )
     loaded = Posterior.load(post.save(tmp_path / "seq.nc"), architecture())
     np.testing.assert_array_equal(loaded.predictions["test"], post.predictions["test"])
+
+
+def test_a_flipped_byte_in_any_stored_array_is_caught_on_load(posterior, tmp_path):
+    import h5py
+
+    path = posterior.save(tmp_path / "p.nc")
+    with h5py.File(path, "r") as f:
+        offset = f["draws"]["layers.0.weight"].id.get_offset()  # the draws' raw bytes
+    damaged = bytearray(path.read_bytes())
+    for i in range(16):
+        damaged[offset + i] ^= 0xFF
+    bad = tmp_path / "bad.nc"
+    bad.write_bytes(bytes(damaged))
+    with pytest.raises(PosteriorFileError, match=rf"{bad} is corrupted: /draws/layers.0.weight"):
+        Posterior.load(bad, architecture())
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [lambda b: b[: len(b) // 2], lambda b: b"", lambda b: b"method = 'hmc'\n"],
+    ids=["truncated", "empty", "text"],
+)
+def test_unreadable_files_are_named(posterior, tmp_path, damage):
+    path = posterior.save(tmp_path / "p.nc")
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(PosteriorFileError, match=rf"{path} cannot be read as a saved posterior"):
+        Posterior.load(path, architecture())
+    with pytest.raises(FileNotFoundError, match="no such posterior file"):
+        Posterior.load(tmp_path / "missing.nc", architecture())
+
+
+def test_a_netcdf_file_that_is_not_a_posterior_is_named(tmp_path):
+    import xarray as xr
+
+    path = tmp_path / "other.nc"
+    xr.Dataset({"a": ("x", np.arange(3.0))}).to_netcdf(path, engine="h5netcdf")
+    with pytest.raises(PosteriorFileError, match="not a saved posterior"):
+        Posterior.load(path, architecture())
+
+
+@pytest.mark.parametrize(
+    ("x", "kwargs", "match"),
+    [
+        (np.zeros((0, 6)), {}, r"x has shape \(0, 6\); give examples"),
+        (np.zeros((2, 6)), {"batch_size": 0}, "batch_size is 0; give a positive integer"),
+        (np.full((2, 6), np.nan), {}, "x: found NaN or inf"),
+        (np.full((2, 6), 1e39), {}, "x: found NaN or inf .values beyond float32"),
+        (np.zeros((2, 6), complex), {}, "x: complex values"),
+        (np.zeros((2, 5)), {}, r"cannot take examples of shape \(5,\)"),
+    ],
+)
+def test_bad_inputs_to_predictions_are_named(posterior, x, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        posterior.predict_proba(x, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        posterior.predict_draws(x, **kwargs)
+
+
+def test_inputs_are_checked_against_the_recorded_input_shape(posterior):
+    from dataclasses import replace
+
+    recorded = replace(posterior, attrs=posterior.attrs | {"input_shape": [6]})
+    with pytest.raises(ValueError, match=r"shape \(3, 2\); this posterior's model takes \(6,\)"):
+        recorded.predict_proba(np.zeros((2, 3, 2)))
+
+
+def test_a_posterior_without_draws_says_why():
+    params, static = partition_params(architecture())
+    post = Posterior(static, empty_draws(params), attrs={"no_draws": "all 4 iterations burn-in"})
+    with pytest.raises(ValueError, match="no draws: all 4 iterations burn-in"):
+        post.predict_proba(np.zeros((2, 6), np.float32))

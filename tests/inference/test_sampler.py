@@ -196,9 +196,11 @@ def test_eval_set_with_nan_raises(digits, model):
         _call(digits, model, eval_sets={"bad": x})
 
 
-@pytest.mark.parametrize(("n_iterations", "n_burnin"), [(5, 6), (5, -1), (0, 0)])
+@pytest.mark.parametrize(
+    ("n_iterations", "n_burnin"), [(5, 6), (5, 5), (5, -1), (0, 0), (5.0, 1), (5, 1.5), (5, True)]
+)
 def test_bad_iteration_counts_raise(digits, model, n_iterations, n_burnin):
-    with pytest.raises(ValueError, match="n_burnin"):
+    with pytest.raises(ValueError, match=r"n_iterations|n_burnin"):
         _call(digits, model, n_iterations=n_iterations, n_burnin=n_burnin)
 
 
@@ -248,7 +250,7 @@ def test_chains_can_start_at_an_ensembles_members(digits, model):
         model, Gaussian(0.3), digits.x_train, digits.y_train, n_members=3, n_epochs=5,
         learning_rate=1e-2, init_fn=lambda k: MLP(64, (8,), 10, key=k), progress=False,
     )  # fmt: skip
-    post = _call(digits, model, n_chains=2, init=members, n_iterations=1, n_burnin=1)
+    post = _call(digits, model, n_chains=2, init=members, n_iterations=2, n_burnin=1)
     assert post.attrs["init"] == "posterior (deep_ensemble, 3 draws)"
     assert post.attrs["n_init_gradients"] == 0
     with pytest.raises(ValueError, match="3 draws for 4 chains"):
@@ -259,7 +261,14 @@ def test_chains_can_start_at_an_ensembles_members(digits, model):
 
 
 def test_init_ensemble_fits_one_member_per_chain(digits, model):
-    post = _call(digits, model, n_chains=2, init="ensemble", n_iterations=1, n_burnin=1)
+    post = _call(digits, model, n_chains=2, init="ensemble", n_iterations=2, n_burnin=1)
     assert post.attrs["init"] == "ensemble" and post.attrs["n_init_gradients"] == 2 * 1000
     with pytest.raises(ValueError, match="init must be one of"):
         _call(digits, model, init="members")
+
+
+def test_mass_adaptation_warns_about_a_short_burn_in(digits, model):
+    with pytest.warns(UserWarning, match="need >= 150 warmup iterations"):
+        post = _call(digits, model, adapt_mass=True, n_iterations=4, n_burnin=2)
+    assert post.attrs["mass_adaptation"].startswith("Stan windows")
+    assert post.stats["mh"].all()  # the adapting burn-in keeps the MH test

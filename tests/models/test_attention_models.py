@@ -241,7 +241,7 @@ def test_sequence_categorical_loglik_sums_log_softmax_over_positions(char_lm):
     np.testing.assert_allclose(got, expected, rtol=1e-5)
     x, y = SEQUENCE_CATEGORICAL.check(char_lm, ids, targets)
     assert x.dtype == np.float32 and y.dtype == np.int32
-    with pytest.raises(ValueError, match=r"integer class ids in \[0, 7\)"):
+    with pytest.raises(ValueError, match=r"targets must lie in \[0, 7\)"):
         SEQUENCE_CATEGORICAL.check(char_lm, ids, targets + 1)
     with pytest.raises(ValueError, match=r"targets must be shaped \(3, 8\)"):
         SEQUENCE_CATEGORICAL.check(char_lm, ids, targets[:, :5])

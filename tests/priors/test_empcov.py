@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import jax
@@ -228,9 +227,10 @@ _SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist
 @pytest.fixture(scope="module")
 def mnist_subset():
     from bnn_shift.data import load_mnist
+    from bnn_shift.data.mnist import local_mnist_dir
 
-    directory = Path(os.environ.get("BNN_SHIFT_MNIST_DIR") or _SHARED_MNIST)
-    if not directory.is_dir():
+    directory = local_mnist_dir(_SHARED_MNIST)  # or $BNN_SHIFT_MNIST_DIR, or the cache
+    if directory is None:
         pytest.skip(f"no MNIST copy: set BNN_SHIFT_MNIST_DIR or provide {_SHARED_MNIST}")
     data = load_mnist(directory, download=False, progress=False).subset(2000, 100, seed=0)
     return data.flat("train")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +10,12 @@ import pytest
 from bnn_shift.data import load_digits
 from bnn_shift.data.mnist import MEAN as MNIST_MEAN
 from bnn_shift.data.mnist import STD as MNIST_STD
+from bnn_shift.data.mnist import local_mnist_dir
 from bnn_shift.shift import DOMAIN_PAIRS, domain, domain_shift
 
 _SHARED_MNIST = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist"
-MNIST_DIR = Path(os.environ.get("BNN_SHIFT_MNIST_DIR") or _SHARED_MNIST)
+# the shared copy, else $BNN_SHIFT_MNIST_DIR or what load_mnist fetched into its cache
+MNIST_DIR = local_mnist_dir(_SHARED_MNIST) or _SHARED_MNIST
 
 
 def test_pairs_document_label_spaces() -> None:
@@ -43,7 +44,7 @@ def test_mnist_to_digits() -> None:
     assert 0.05 < float(raw01.mean()) < 0.3
 
 
-@pytest.mark.skipif(not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(), reason="no MNIST")
+@pytest.mark.skipif(local_mnist_dir(MNIST_DIR) is None, reason="no MNIST")
 def test_digits_to_mnist_uses_the_source_dataset() -> None:
     source = load_digits(seed=3)
     d = domain_shift(source, "mnist", data_dir=MNIST_DIR, progress=False)

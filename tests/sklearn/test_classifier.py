@@ -209,7 +209,9 @@ def test_model_callable(blobs):
 
 def test_bad_settings_name_the_problem(blobs):
     x, y = blobs
-    with pytest.raises(ValueError, match="unknown inference 'gibbs'; choose from hmc, nuts"):
+    with pytest.raises(
+        ValueError, match="unknown inference 'gibbs'; choose from hmc, hmc_adapted, nuts"
+    ):
         BNNClassifier("gibbs").fit(x, y)
     with pytest.raises(ValueError, match="unknown prior 'flat'"):
         BNNClassifier("map", prior="flat").fit(x, y)
@@ -217,3 +219,44 @@ def test_bad_settings_name_the_problem(blobs):
         BNNClassifier("map").fit(x, np.zeros(len(x)))
     with pytest.raises(ValueError, match="init must be one of"):
         BNNClassifier("hmc", init="zeros").fit(x, y)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        BNNClassifier("hmc", n_iterations=6, n_burnin=2, epochs=50),  # the default MLP (32,)
+        BNNClassifier("map", hidden=()),
+        BNNClassifier("map", model=lambda d, k, key: MLP(d, (7, 5), k, key=key)),
+    ],
+)
+def test_batch_layout_checks_are_declared_for_every_architecture(estimator):
+    """check_estimator compares predictions of the same rows in other batch layouts to 1e-9;
+    float32 kernels differ by ~3e-7 there for the default architecture, so both such checks are
+    declared expected failures, with their reason, whatever the network."""
+    from bnn_shift.sklearn import expected_failed_checks
+
+    declared = expected_failed_checks(estimator)
+    for check in ("check_methods_sample_order_invariance", "check_methods_subset_invariance"):
+        assert "float32" in declared[check]
+
+
+def test_subset_invariance_holds_to_float32_precision(blobs):
+    """What the declared check would see: a subset's probabilities equal the full batch's up to
+    float32 rounding (not bit for bit)."""
+    x, y = blobs
+    clf = BNNClassifier("map", epochs=20, random_state=0).fit(x, y)
+    full, part = clf.predict_proba(x), clf.predict_proba(x[:7])
+    np.testing.assert_allclose(part, full[:7], rtol=0, atol=1e-6)
+
+
+def test_inputs_beyond_float32_are_refused_by_fit_and_predict(blobs):
+    """float64 values above 3.4e38 pass scikit-learn's finiteness check but become inf in
+    float32: refused after the cast, by name."""
+    x, y = blobs
+    huge = x.copy()
+    huge[0, 0] = 1e39
+    with pytest.raises(ValueError, match=r"X: found NaN or inf \(values beyond float32"):
+        BNNClassifier("map", epochs=2).fit(huge, y)
+    clf = BNNClassifier("map", epochs=2).fit(x, y)
+    with pytest.raises(ValueError, match=r"x: found NaN or inf \(values beyond float32"):
+        clf.predict_proba(huge)

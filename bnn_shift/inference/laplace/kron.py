@@ -126,8 +126,10 @@ def _kron_chunk(
     out = []
     for layer, js, a in zip(layers, jac, inputs):
         js = js.reshape(*js.shape[:3], -1)  # (b, k, out, T)
-        rows = _layer_inputs(_node(model, layer.keys), a, layer.bias) if layer.weight else (
-            jnp.ones((len(x), 1, js.shape[-1]))
+        rows = (
+            _layer_inputs(_node(model, layer.keys), a, layer.bias)
+            if layer.weight
+            else (jnp.ones((len(x), 1, js.shape[-1])))
         )
         g = jnp.einsum("bkot,bkl,blpt->op", js, lam, js, precision="highest")
         a_sum = jnp.einsum("bit,bjt->ij", rows, rows, precision="highest") / rows.shape[-1]

@@ -1,0 +1,227 @@
+"""Posterior quality per gradient: every engine at increasing budgets against a reference posterior.
+
+For each method and budget: full-batch-equivalent gradient evaluations (a minibatch gradient of b
+examples counts b / n; tuning, ensemble initialisation and MCLMC's two gradients per step
+included), wall seconds, top-1 agreement and total variation against the reference's pooled
+model average (benchmarks/reference/, `benchmarks/reference_posterior.py`), and accuracy / NLL /
+ECE on the clean test set and at noise std 2. Writes efficiency.csv and agreement.png (agreement
+against gradients, log x) to --out and prints the table and the reference's run-vs-run floor.
+
+    python benchmarks/efficiency.py                          # MNIST main-job problem, Gaussian
+    python benchmarks/efficiency.py --methods hmc,mclmc,mile --budgets 1,2
+    python benchmarks/efficiency.py --smoke                  # digits, tiny budgets, own reference
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from _common import SHARED_MNIST
+
+from bnn_shift.experiments.compare_priors import (
+    ComparePriorsConfig,
+    initial_model,
+    load_data,
+)
+from bnn_shift.experiments.reference import (
+    CLEAN,
+    ReferenceConfig,
+    build_reference,
+    eval_sets,
+    input_digests,
+    load_reference,
+    noise_name,
+)
+from bnn_shift.inference import (
+    Posterior,
+    adjusted_mclmc,
+    deep_ensemble,
+    hmc,
+    map_fit,
+    mclmc,
+    mile,
+    nuts,
+    sgld,
+)
+from bnn_shift.models import combine_params, partition_params
+from bnn_shift.priors import make_prior
+from bnn_shift.shift.agreement import closeness
+from bnn_shift.shift.calibration import ece
+from bnn_shift.shift.metrics import accuracy, nll
+
+NOISY = noise_name(2.0)
+METHODS = (
+    "hmc", "hmc_adapted", "hmc_ensemble_init", "nuts", "mclmc", "adjusted_mclmc", "mile",
+    "cyclical_sghmc", "deep_ensemble", "map",
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """One budget level's sizes (multiplied by the --budgets factor)."""
+
+    iterations: int  # chain iterations after burn-in (samplers)
+    epochs: int  # optimiser / SG-MCMC epochs
+
+
+def run_method(name: str, factor: int, problem: dict, base: Budget) -> Posterior:
+    """Fit `name` at `factor` times the base budget."""
+    it, ep = base.iterations * factor, base.epochs * factor
+    model, prior, x, y, evals = (problem[k] for k in ("model", "prior", "x", "y", "evals"))
+    chains = {"eval_sets": evals, "progress": False, "seed": 0}
+    fits: dict[str, Callable[[], Posterior]] = {
+        "hmc": lambda: hmc(
+            model, prior, x, y, step_size=1e-3, n_chains=2, n_iterations=it + 5, n_burnin=5,
+            **chains,
+        ),
+        "hmc_adapted": lambda: hmc(
+            model, prior, x, y, step_size=1e-3, n_chains=2, adapt_mass=True,
+            n_iterations=150 + 4 * it, n_burnin=150, **chains,
+        ),
+        "hmc_ensemble_init": lambda: hmc(
+            model, prior, x, y, step_size=1e-3, n_chains=2, init="ensemble",
+            n_iterations=it + 1, n_burnin=1, **chains,
+        ),
+        "nuts": lambda: nuts(
+            model, prior, x, y, n_warmup=50, n_samples=it, n_chains=2, max_depth=8, **chains
+        ),
+        "mclmc": lambda: mclmc(
+            model, prior, x, y, n_chains=2, init="prior", n_iterations=4 * it + 10, n_burnin=10,
+            **chains,
+        ),
+        "adjusted_mclmc": lambda: adjusted_mclmc(
+            model, prior, x, y, n_chains=2, init="prior", n_iterations=it + 5, n_burnin=5,
+            **chains,
+        ),
+        "mile": lambda: mile(
+            model, prior, x, y, n_members=4, n_iterations=2 * it + 5, n_burnin=5, **chains
+        ),
+        "cyclical_sghmc": lambda: sgld(
+            model, prior, x, y, learning_rate=1e-3, n_epochs=ep, batch_size=200,
+            n_burnin_epochs=ep // 4, momentum=0.9, cycles=4, seed=0, progress=False,
+        ),
+        "deep_ensemble": lambda: deep_ensemble(
+            model, prior, x, y, n_members=4, n_epochs=ep, learning_rate=1e-3,
+            init_fn=problem["init_fn"], progress=False,
+        ),
+        "map": lambda: map_fit(
+            model, prior, x, y, n_epochs=ep, learning_rate=1e-3, progress=False
+        ),
+    }  # fmt: skip
+    return fits[name]()
+
+
+def gradients(post: Posterior, n_train: int) -> float:
+    """Full-batch-equivalent gradient evaluations spent by a fit."""
+    attrs, stats = post.attrs, post.stats
+    spent = float(attrs.get("n_init_gradients", 0)) + float(attrs.get("n_tuning_gradients", 0))
+    if post.is_chain and "n_gradients" in stats:
+        return spent + float(np.sum(stats["n_gradients"]))
+    if post.is_chain and "n_steps" in stats:
+        return spent + float(np.sum(stats["n_steps"]))
+    members = int(attrs.get("n_members", 1))
+    epochs = len(np.asarray(stats.get("loss", [])))
+    return spent + members * epochs  # one epoch = one full pass of gradients
+
+
+def scores(probs: dict[str, np.ndarray], labels: np.ndarray, reference) -> dict[str, float]:
+    """Closeness to the reference and accuracy / NLL / ECE, clean and at noise std 2."""
+    row = {}
+    for name, tag in ((CLEAN, "clean"), (NOISY, "noise2")):
+        p = probs[name]
+        row |= {f"{k}_{tag}": v for k, v in closeness(p, reference.predictions[name]).items()}
+        row[f"accuracy_{tag}"] = accuracy(p, labels)
+        row[f"nll_{tag}"] = nll(p, labels)
+        row[f"ece_{tag}"] = ece(p, labels)
+    return row
+
+
+def predictions(post: Posterior, evals: dict) -> dict[str, np.ndarray]:
+    """Model averages on the eval sets: the running ones of a sampler, else predict_proba."""
+    return {
+        name: post.predictions[name] if name in post.predictions else post.predict_proba(x)
+        for name, (x, _) in evals.items()
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--budgets", default="1,2,4", help="multiples of the base budget")
+    parser.add_argument("--prior", default="gaussian")
+    parser.add_argument("--reference", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=Path("runs/efficiency"))
+    parser.add_argument("--smoke", action="store_true", help="digits, tiny budgets")
+    args = parser.parse_args()
+    if "BNN_SHIFT_MNIST_DIR" not in os.environ and os.path.isdir(SHARED_MNIST):
+        os.environ["BNN_SHIFT_MNIST_DIR"] = SHARED_MNIST
+    warnings.simplefilter("ignore")  # short budgets warn about convergence; the table says it
+    if args.smoke:
+        problem_config = ComparePriorsConfig(
+            dataset="digits", n_train=300, n_test=100, hidden=(16,)
+        )
+        base = Budget(iterations=4, epochs=20)
+        ref_config = ReferenceConfig(
+            prior=args.prior, n_iterations=40, n_burnin=10, step_size=5e-3, problem=problem_config
+        )
+        reference = build_reference(ref_config, args.out / "reference", progress=False)
+    else:
+        problem_config = ComparePriorsConfig()
+        base = Budget(iterations=10, epochs=100)
+        ref_config = ReferenceConfig(prior=args.prior)
+        path = args.reference or Path(__file__).parent / "reference" / f"mnist-mlp-{args.prior}.npz"
+        reference = load_reference(path)
+    data = load_data(problem_config)
+    model = initial_model(problem_config, data)
+    evals = eval_sets(ref_config, data.x_test, data.y_test)
+    if input_digests(evals) != reference.digests:
+        raise SystemExit("the reference was made on other inputs than this problem's eval sets")
+    prior = make_prior(args.prior, model, data.x_train, problem_config.prior_scale, 1e-8)
+
+    params, static = partition_params(model)
+
+    def init_fn(key):  # ensemble members start at prior draws, as init="ensemble" does
+        return combine_params(prior.sample(key, params), static)
+
+    problem = {
+        "model": model, "prior": prior, "x": data.x_train, "y": data.y_train, "evals": evals,
+        "init_fn": init_fn,
+    }  # fmt: skip
+    rows = []
+    for name in args.methods.split(","):
+        for factor in map(int, args.budgets.split(",")):
+            started = time.perf_counter()
+            post = run_method(name, factor, problem, base)
+            seconds = time.perf_counter() - started
+            row = {"method": name, "budget": factor, "seconds": seconds}
+            row["gradients"] = gradients(post, len(data.y_train))
+            row["converged"] = post.attrs.get("converged")
+            row |= scores(predictions(post, evals), data.y_test, reference)
+            rows.append(row)
+            print(pd.DataFrame([row]).round(4).to_string(index=False, header=len(rows) == 1))
+    table = pd.DataFrame(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out / "efficiency.csv", index=False)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, group in table.groupby("method"):
+        ax.plot(group.gradients, group.agreement_clean, marker="o", label=name)
+    floor = reference.floor()[CLEAN]["agreement"]
+    ax.axhline(floor, color="k", ls="--", lw=1, label="reference vs reference")
+    ax.set(xscale="log", xlabel="full-batch gradient evaluations", ylabel="agreement (clean)")
+    ax.legend(fontsize=7)
+    fig.savefig(args.out / "agreement.png", dpi=120, bbox_inches="tight")
+    print(f"\nreference floor: {reference.floor()}")
+    print(table.round(4).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
