@@ -27,6 +27,15 @@ from bnn_shift.priors.base import MassFactor
 from bnn_shift.typing import PyTree
 
 
+def stan_window_adaptation(target_acceptance: float):
+    """BlackJAX's (init, update, final) of Stan's window adaptation with a diagonal mass."""
+    # base() is deprecated in blackjax 1.7 for a whole-loop API (staged_adaptation); one
+    # adaptation step per driver iteration needs its (init, update, final)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return base(is_mass_matrix_diagonal=True, target_acceptance_rate=target_acceptance)
+
+
 class AdaptiveHMCState(NamedTuple):
     position: PyTree
     logdensity: jax.Array
@@ -55,11 +64,7 @@ class AdaptiveHMC(eqx.Module):
         return cls(schedule, target.prior.preconditioner(params_like), **settings)
 
     def _adaptation(self):
-        # base() is deprecated in blackjax 1.7 for a whole-loop API; one step per iteration
-        # needs its (init, update, final), as the NUTS engine does
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return base(is_mass_matrix_diagonal=True, target_acceptance_rate=self.target_acceptance)
+        return stan_window_adaptation(self.target_acceptance)
 
     def init(self, target: Target, position: PyTree, data: Data) -> AdaptiveHMCState:
         value, grad = jax.value_and_grad(target.trajectory_logdensity)(position, data)

@@ -8,7 +8,6 @@ Running under the shared driver gives it chains in lockstep, sharding, checkpoin
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -17,10 +16,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from blackjax.adaptation.window_adaptation import WindowAdaptationState, base, build_schedule
+from blackjax.adaptation.window_adaptation import WindowAdaptationState, build_schedule
 from blackjax.mcmc import hmc as blackjax_hmc
 from blackjax.mcmc import nuts as blackjax_nuts
 
+from bnn_shift.inference.adaptive_hmc import stan_window_adaptation
 from bnn_shift.inference.chains import check_count
 from bnn_shift.inference.likelihood import Likelihood
 from bnn_shift.inference.posterior import Posterior
@@ -65,11 +65,7 @@ class NUTS(eqx.Module):
         return cls(jnp.asarray(build_schedule(n_warmup), jnp.int32), **settings)
 
     def _adaptation(self):
-        # blackjax 1.7 deprecates base() in favour of staged_adaptation, whose only entry point
-        # is a whole warmup loop; base's (init, update, final) is what one step per iteration needs
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return base(is_mass_matrix_diagonal=True, target_acceptance_rate=self.target_acceptance)
+        return stan_window_adaptation(self.target_acceptance)
 
     def init(self, target: Target, position: PyTree, data: Data) -> NUTSState:
         value, grad = jax.value_and_grad(target.logdensity)(position, data)

@@ -127,6 +127,14 @@ def linear_model(
     return eqx.combine(prior.sample(jax.random.key(seed + 1), params), static)
 
 
+def regression_problem(prior_kind: str) -> tuple[eqx.nn.Linear, Prior, np.ndarray, np.ndarray]:
+    """(model, prior, exact mean, exact cov) of the regression under "gaussian" (weights only)
+    or "empcov" (EmpCov weights and a Gaussian intercept)."""
+    if prior_kind == "gaussian":
+        return linear_model(), Gaussian(PRIOR_STD), *gaussian_prior_posterior()
+    return linear_model(use_bias=True), *empcov_problem()
+
+
 def assert_exact(report: Report) -> None:
     print(report)  # the measured numbers, in the captured output
     assert report.ok, report
@@ -218,11 +226,7 @@ def test_hmc_with_an_adapted_mass_matrix_samples_the_exact_posterior(prior_kind)
     """Stan's windows adapt a diagonal mass (on the prior-whitened coordinates) and the step
     over 200 burn-in iterations; the collinear pair makes the posterior far from isotropic."""
     x, y = regression_data()
-    if prior_kind == "gaussian":
-        model, prior = linear_model(), Gaussian(PRIOR_STD)
-        mean, cov = gaussian_prior_posterior()
-    else:
-        model, (prior, mean, cov) = linear_model(use_bias=True), empcov_problem()
+    model, prior, mean, cov = regression_problem(prior_kind)
     post = run_hmc(
         model, prior, x, y, step_size=0.05, adapt_mass=True, n_iterations=700, n_burnin=200,
         seed=12,
@@ -324,11 +328,7 @@ def test_mile_samples_the_exact_regression_posterior():
 def test_adjusted_mclmc_samples_the_exact_posterior(prior_kind):
     """Metropolis-adjusted MCLMC is exact at any step: Gaussian and EmpCov priors."""
     x, y = regression_data()
-    if prior_kind == "gaussian":
-        model, prior = linear_model(), Gaussian(PRIOR_STD)
-        mean, cov = gaussian_prior_posterior()
-    else:
-        model, (prior, mean, cov) = linear_model(use_bias=True), empcov_problem()
+    model, prior, mean, cov = regression_problem(prior_kind)
     post = adjusted_mclmc(
         model, prior, x, y, n_iterations=700, n_burnin=100, seed=9, **HMC_SETTINGS
     )
