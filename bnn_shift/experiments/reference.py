@@ -226,6 +226,8 @@ def reference_lines(tree: xr.DataTree, reference: Reference) -> list[str]:
     reference, with the reference's run-vs-run floor."""
     attrs = json.loads(tree.attrs.get("bnn_shift", "{}"))
     predictions = {k: v.values for k, v in tree["predictions"].to_dataset().items()}
+    if not set(predictions) & set(reference.runs):  # e.g. a MAP fit: no running predictions
+        return ["  vs reference: no eval set in common (score it with benchmarks/efficiency.py)"]
     rows = against_reference(predictions, attrs.get("eval_set_digests", {}), reference)
     return [
         f"  vs reference on {name}: agreement {r['agreement']:.4f} (floor "
