@@ -504,7 +504,7 @@ def logistic_problem():
     return x, y, reference
 
 
-@pytest.mark.parametrize("engine", ["hmc", "nuts"])
+@pytest.mark.parametrize("engine", ["hmc", "hmc_adapted", "nuts", "mclmc", "adjusted_mclmc"])
 def test_logistic_regression_matches_numpyro(logistic_problem, engine):
     """Adding one vector to every class's (weights, bias) leaves the softmax unchanged: along
     those 3 directions the likelihood is flat and the posterior is the prior, dead directions
@@ -524,10 +524,20 @@ def test_logistic_regression_matches_numpyro(logistic_problem, engine):
             seed=13,
             likelihood="categorical",
         )
-    else:
+    elif engine == "hmc_adapted":
+        post = run_hmc(
+            model, prior, x, y, step_size=0.2, adapt_mass=True, n_iterations=700, n_burnin=200,
+            seed=15, likelihood="categorical",
+        )  # fmt: skip
+    elif engine == "nuts":
         post = nuts(
             model, prior, x, y, n_warmup=300, n_samples=800, n_chains=3, seed=14, progress=False
         )
+    else:
+        fit = mclmc if engine == "mclmc" else adjusted_mclmc
+        settings = HMC_SETTINGS | {"likelihood": "categorical"}
+        post = fit(model, prior, x, y, n_iterations=900, n_burnin=100, seed=16, **settings)
+        assert post.attrs["converged"], post.attrs["convergence"]
     assert_exact(check_moments(posterior_chains(post), reference=reference))
 
 
