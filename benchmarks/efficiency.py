@@ -120,7 +120,7 @@ def run_method(name: str, factor: int, problem: dict, base: Budget) -> Posterior
     return fits[name]()
 
 
-def gradients(post: Posterior, n_train: int) -> float:
+def gradients(post: Posterior) -> float:
     """Full-batch-equivalent gradient evaluations spent by a fit."""
     attrs, stats = post.attrs, post.stats
     spent = float(attrs.get("n_init_gradients", 0)) + float(attrs.get("n_tuning_gradients", 0))
@@ -203,7 +203,7 @@ def main() -> None:
             post = run_method(name, factor, problem, base)
             seconds = time.perf_counter() - started
             row = {"method": name, "budget": factor, "seconds": seconds}
-            row["gradients"] = gradients(post, len(data.y_train))
+            row["gradients"] = gradients(post)
             row["converged"] = post.attrs.get("converged")
             row |= scores(predictions(post, evals), data.y_test, reference)
             rows.append(row)

@@ -173,8 +173,10 @@ def hmc(
         step_size, tuning = _auto_step_size(
             make_engine, problem, tau, seed, n_tune, target_acceptance, max_steps
         )
-    engine = make_engine(step_size)
-    if adapt_mass:
+    n_steps = n_leapfrog_steps(tau, step_size, max_steps)  # checks the step size too
+    if not adapt_mass:
+        engine = make_engine(step_size, n_steps)
+    else:
         if n_burnin < MIN_ADAPTATION:
             warnings.warn(
                 f"adapt_mass with n_burnin={n_burnin}: Stan's windows need >= {MIN_ADAPTATION} "
@@ -190,7 +192,7 @@ def hmc(
         "step_size": step_size,
         "step_jitter": step_jitter,
         "trajectory_length": tau,
-        "n_leapfrog_steps": make_engine(step_size).n_steps,
+        "n_leapfrog_steps": n_steps,
         "init": describe_init(init),
         "precision": precision,
     } | tuning
