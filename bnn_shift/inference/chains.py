@@ -385,15 +385,6 @@ def run_chains(
     return record
 
 
-def unmoved_chains(stats: Mapping[str, np.ndarray], n_burnin: int) -> list[int]:
-    """Chains whose log density never changed from the end of burn-in on (stats
-    (n_iterations, n_chains)): they stayed at one state, every proposal refused."""
-    values = np.asarray(stats["log_density"])[max(n_burnin - 1, 0) :]
-    if len(values) < 2:
-        return []
-    return [int(c) for c in np.flatnonzero(np.all(values == values[0], axis=0))]
-
-
 def no_draws_reason(run: ChainRun, n_burnin: int, keep: str) -> str | None:
     """Why a finished run averaged no state (None when it averaged some)."""
     if run.counts.sum() > 0:

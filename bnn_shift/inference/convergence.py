@@ -8,6 +8,7 @@ the chains must agree on. One chain cannot show that it has not mixed, so R-hat 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 
 import arviz as az
 import numpy as np
@@ -82,12 +83,24 @@ def max_rhat(attrs: dict) -> float | None:
 
 
 def stuck_chains(posterior: Posterior) -> list[int]:
-    """Chains that accepted no proposal after burn-in (their draws all repeat one state)."""
+    """Chains that never moved after burn-in (their draws all repeat one state): those that
+    accepted no proposal, or for samplers without an accept record (NUTS) those whose log
+    density never changed."""
+    n_burnin = int(posterior.attrs.get("n_burnin", 0))
     accepted = posterior.stats.get("accepted")
     if accepted is None:
-        return []
-    sampled = np.asarray(accepted)[int(posterior.attrs.get("n_burnin", 0)) :]
+        return unmoved_chains(posterior.stats, n_burnin) if "log_density" in posterior.stats else []
+    sampled = np.asarray(accepted)[n_burnin:]
     return [int(c) for c in np.flatnonzero(~sampled.any(axis=0))] if len(sampled) else []
+
+
+def unmoved_chains(stats: Mapping[str, np.ndarray], n_burnin: int) -> list[int]:
+    """Chains whose log density never changed from the end of burn-in on (stats
+    (n_iterations, n_chains)): they stayed at one state, every proposal refused."""
+    values = np.asarray(stats["log_density"])[max(n_burnin - 1, 0) :]
+    if len(values) < 2:
+        return []
+    return [int(c) for c in np.flatnonzero(np.all(values == values[0], axis=0))]
 
 
 def check_convergence(posterior: Posterior) -> Posterior:
@@ -97,8 +110,10 @@ def check_convergence(posterior: Posterior) -> Posterior:
     stuck = stuck_chains(posterior)
     if stuck:
         warnings.warn(
-            f"chains {stuck} accepted no proposal after burn-in: their draws all repeat one "
-            f"state (step size {posterior.attrs.get('step_size')}); lower the step size",
+            f"{posterior.attrs.get('method', 'the')} chains {stuck} never moved after burn-in: "
+            "their draws all repeat one state (every proposal diverged or was refused; step "
+            f"size {posterior.attrs.get('step_size')}); check the temperature, the prior scale "
+            "and the input scale, or lower the step size",
             stacklevel=3,
         )
     n_burnin = int(posterior.attrs.get("n_burnin", 0))

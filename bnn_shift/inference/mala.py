@@ -15,16 +15,17 @@ import jax
 import jax.numpy as jnp
 from blackjax.mcmc.diffusions import overdamped_langevin
 
+from bnn_shift.inference.kernel import default_trajectory_length
 from bnn_shift.inference.posterior import Posterior
 from bnn_shift.inference.sampler import (
-    RUN_SETTINGS,
     TUNE_STREAM,
     describe_init,
     prepare_chains,
     sample_chains,
+    split_run_settings,
 )
 from bnn_shift.inference.target import Data, Target
-from bnn_shift.inference.tuning import tune_step_size
+from bnn_shift.inference.tuning import COLLAPSED_STEPS, check_not_stiff, tune_step_size
 from bnn_shift.priors.base import Prior
 from bnn_shift.typing import PyTree
 
@@ -97,7 +98,7 @@ def mala(
     n_chains, init, temperature, eval_sets, thin, keep, run_dir, devices, trace_params,
     trace_pointwise, progress, likelihood, iterations_per_call). step_size "auto": dual averaging to
     `target_acceptance` (0.574, optimal for MALA) over n_tune steps from chain 0's start."""
-    run = {k: chain_settings.pop(k) for k in RUN_SETTINGS if k in chain_settings}
+    run, chain_settings = split_run_settings(chain_settings)
     problem = prepare_chains(model, prior, x, y, seed=seed, **chain_settings)
     tuning = {}
     if step_size == "auto":
@@ -108,8 +109,9 @@ def mala(
             MALA(1e-4), problem.target, state, problem.data, key,
             initial_step_size=1e-4, n_tune=n_tune, target_acceptance=target_acceptance,
         )  # fmt: skip
+        distance = default_trajectory_length(problem.target.prior, problem.target.temperature)
         step_size, tuning = (
-            found.step_size,
+            check_not_stiff("mala", found.step_size, distance, COLLAPSED_STEPS),
             {"step_size_tuning": f"dual averaging to {target_acceptance}"},
         )
     settings = {

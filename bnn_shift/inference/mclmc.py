@@ -31,14 +31,14 @@ from bnn_shift.inference.kernel import default_trajectory_length, n_leapfrog_ste
 from bnn_shift.inference.metric import from_whitened, to_whitened
 from bnn_shift.inference.posterior import Posterior
 from bnn_shift.inference.sampler import (
-    RUN_SETTINGS,
     TUNE_STREAM,
     describe_init,
     prepare_chains,
     sample_chains,
+    split_run_settings,
 )
 from bnn_shift.inference.target import Data, Target
-from bnn_shift.inference.tuning import tune_step_size
+from bnn_shift.inference.tuning import check_not_stiff, tune_step_size
 from bnn_shift.priors.base import MassFactor, Prior
 from bnn_shift.typing import PyTree
 
@@ -194,7 +194,7 @@ def mclmc(
     one decoherence length). Each step costs GRADIENTS_PER_STEP gradients; attrs record the
     tuning's gradients as n_tuning_gradients.
     """
-    run = {k: chain_settings.pop(k) for k in RUN_SETTINGS if k in chain_settings}
+    run, chain_settings = split_run_settings(chain_settings)
     problem = prepare_chains(model, prior, x, y, seed=seed, **chain_settings)
     factors = problem.target.prior.preconditioner(problem.params)
     dim = _size(problem.params)
@@ -241,7 +241,7 @@ def adjusted_mclmc(
     dim-dimensional standard-scale point. step_size "auto": dual averaging to
     target_acceptance (0.9) over n_tune short proposals from chain 0's start.
     """
-    run = {k: chain_settings.pop(k) for k in RUN_SETTINGS if k in chain_settings}
+    run, chain_settings = split_run_settings(chain_settings)
     problem = prepare_chains(model, prior, x, y, seed=seed, **chain_settings)
     target = problem.target
     factors = target.prior.preconditioner(problem.params)
@@ -260,7 +260,7 @@ def adjusted_mclmc(
             short, target, state, problem.data, key,
             initial_step_size=tau / 100, n_tune=n_tune, target_acceptance=target_acceptance,
         )  # fmt: skip
-        step_size = found.step_size
+        step_size = check_not_stiff("adjusted_mclmc", found.step_size, tau, max_steps)
         tuning = {
             "step_size_tuning": f"dual averaging to {target_acceptance} over {n_tune} "
             "proposals of 10 steps",

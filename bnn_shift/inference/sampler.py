@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -20,9 +21,9 @@ from bnn_shift.inference.chains import (
     ChainRun,
     FullBatchSampler,
     check_count,
+    check_eval_labels,
     no_draws_reason,
     run_chains,
-    unmoved_chains,
 )
 from bnn_shift.inference.convergence import check_convergence
 from bnn_shift.inference.ensemble import deep_ensemble
@@ -41,7 +42,12 @@ from bnn_shift.inference.likelihood import (
 from bnn_shift.inference.posterior import Posterior, empty_draws, stack_draws
 from bnn_shift.inference.sharding import make_mesh, place_chains, place_data, replicate
 from bnn_shift.inference.target import Data, Target, make_target
-from bnn_shift.inference.tuning import check_tuning, stable_step_size, tune_step_size
+from bnn_shift.inference.tuning import (
+    check_not_stiff,
+    check_tuning,
+    stable_step_size,
+    tune_step_size,
+)
 from bnn_shift.inference.whitening import find_whitening, whitened_positions
 from bnn_shift.models.params import param_paths
 from bnn_shift.priors.base import Prior
@@ -250,6 +256,7 @@ def prepare_chains(
     target, params, x, y = make_target(
         model, prior, x, y, likelihood=likelihood, temperature=temperature, precision=precision
     )
+    checked = _check_eval_sets(eval_sets, x.shape[1:], target, params)  # before any ensemble fit
     mesh = make_mesh(n_chains, devices)
     starts, init_gradients = _initial_positions(
         model, params, prior, n_chains, init, seed, x, y, target.likelihood
@@ -261,7 +268,6 @@ def prepare_chains(
         target = dataclasses.replace(target, prior=whitened_prior, whitening=whitening)
         x, starts = whitening.rotate(x), whitened_positions(whitening, starts)
         settings["whitened_first_layer"] = True
-    checked = _check_eval_sets(eval_sets, x.shape[1:], target.likelihood)
     evals = {name: (replicate(xe, mesh), ye) for name, (xe, ye) in checked.items()}
     digests = {name: array_digest(xe) for name, (xe, _) in checked.items()}
     problem = (target, params, place_data(x, y, mesh), place_chains(starts, mesh), evals, mesh)
@@ -338,15 +344,22 @@ def sample_chains(
     if reason is not None:
         attrs["no_draws"] = reason
         warnings.warn(f"{method} kept no draws: {reason}", stacklevel=3)
-    unmoved = unmoved_chains(run.stats, n_burnin)
-    if unmoved and "accepted" not in run.stats:  # with it, check_convergence says so
-        warnings.warn(
-            f"{method} chains {unmoved} never moved after burn-in: their draws all repeat one "
-            "state (every proposal diverged or was refused); check the temperature, the prior "
-            "scale and the input scale, or lower the step size",
-            stacklevel=3,
-        )
     return check_convergence(_posterior(run, params, target.static, attrs))
+
+
+_RUN_DEFAULTS = {
+    name: p.default for name, p in inspect.signature(sample_chains).parameters.items()
+    if name in RUN_SETTINGS
+}  # fmt: skip
+
+
+def split_run_settings(settings: Mapping) -> tuple[dict, dict]:
+    """A full-batch sampler's keyword settings -> (`sample_chains`'s, `prepare_chains`'s), the
+    run lengths checked first: before an ensemble start or step tuning spends any time."""
+    run = {k: v for k, v in settings.items() if k in RUN_SETTINGS}
+    lengths = _RUN_DEFAULTS | run
+    _check_run(*(lengths[k] for k in ("n_iterations", "n_burnin", "thin", "iterations_per_call")))
+    return run, {k: v for k, v in settings.items() if k not in RUN_SETTINGS}
 
 
 @eqx.filter_jit
@@ -377,6 +390,7 @@ def _auto_step_size(make_engine, problem: ChainProblem, tau, seed, n_tune, targe
         n_tune=n_tune,
         target_acceptance=target,
     )
+    check_not_stiff("hmc", found.step_size, tau, max_steps)
     checked = stable_step_size(
         make_engine,
         problem.target,
@@ -386,7 +400,7 @@ def _auto_step_size(make_engine, problem: ChainProblem, tau, seed, n_tune, targe
         step_size=found.step_size,
         target_acceptance=target,
     )
-    return checked.step_size, {
+    return check_not_stiff("hmc", checked.step_size, tau, max_steps), {
         "step_size_tuning": f"dual averaging to acceptance {target} over {n_tune} "
         f"trajectories of {TUNE_N_STEPS} leapfrogs, then halved {checked.n_halvings} times "
         "until full-length trajectories did not diverge",
@@ -488,14 +502,19 @@ def _check_problem(n_chains, init) -> None:
 
 
 def _check_eval_sets(
-    eval_sets, feature_shape, likelihood: Likelihood = CATEGORICAL
+    eval_sets, feature_shape, target: Target, params: PyTree
 ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """Eval sets {name: x or (x, y)} checked as the training data are (inputs of the training
+    features' shape; labels, categorical models only, as class ids of the model's outputs)."""
     out = {}
     for name, value in (eval_sets or {}).items():
         xe, ye = value if isinstance(value, tuple) else (value, None)
-        if ye is not None and likelihood != CATEGORICAL:
+        if ye is not None and target.likelihood != CATEGORICAL:
             raise ValueError(f"eval set {name!r} has labels, which only a categorical model uses")
-        out[name] = (check_inputs(name, xe, feature_shape), None if ye is None else np.asarray(ye))
-        if ye is not None and len(out[name][1]) != len(out[name][0]):
-            raise ValueError(f"eval set {name!r} has {len(xe)} inputs but {len(ye)} labels")
+        xe = check_inputs(name, xe, feature_shape)
+        if ye is not None:
+            ye = check_eval_labels(name, ye, target, params, xe[:1])
+            if len(ye) != len(xe):
+                raise ValueError(f"eval set {name!r} has {len(xe)} inputs but {len(ye)} labels")
+        out[name] = (xe, ye)
     return out

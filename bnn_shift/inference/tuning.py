@@ -27,6 +27,7 @@ from blackjax.adaptation.step_size import dual_averaging_adaptation
 from bnn_shift.inference.kernel import HMC, HMCState
 from bnn_shift.inference.target import Data, Target
 
+COLLAPSED_STEPS = 10**8  # steps to move the prior's scale beyond which a tuned step has collapsed
 MakeEngine = Callable[[float], HMC]  # step size -> engine with the real trajectory length
 
 
@@ -44,6 +45,20 @@ def check_tuning(n_tune: int, target_acceptance: float, initial_step_size: float
         raise ValueError(f"target_acceptance must lie in (0, 1), got {target_acceptance}")
     if not (initial_step_size > 0 and math.isfinite(initial_step_size)):
         raise ValueError(f"initial_step_size must be finite and > 0, got {initial_step_size}")
+
+
+def check_not_stiff(sampler: str, step_size: float, distance: float, max_steps: float) -> float:
+    """Refuse a tuned step that collapsed: moving `distance` (the trajectory length, about the
+    prior's scale) would take more than `max_steps` steps. -> step_size."""
+    n = distance / step_size if step_size > 0 else math.inf
+    if not n <= max_steps:
+        raise ValueError(
+            f"{sampler}'s step-size tuning collapsed to {step_size:.3g}: the posterior is too "
+            f"stiff at chain 0's start ({n:.3g} steps to move {distance:.3g}, more than "
+            f"{max_steps:g}). Check the inputs' scale (standardise them), the prior scale and "
+            "the temperature, or pass step_size yourself"
+        )
+    return step_size
 
 
 def tune_step_size(

@@ -61,7 +61,7 @@ def test_a_chain_that_never_moves_after_burn_in_is_named():
     trace = np.random.default_rng(0).normal(size=(200, 3))
     post = chain_posterior(trace, accepted)
     assert stuck_chains(post) == [1]
-    with pytest.warns(UserWarning, match=r"chains \[1\] accepted no proposal after burn-in"):
+    with pytest.warns(UserWarning, match=r"hmc chains \[1\] never moved after burn-in"):
         check_convergence(post)
 
 

@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 
+from bnn_shift import inference
 from bnn_shift.data import load_digits
 from bnn_shift.data.cache import array_digest
 from bnn_shift.inference import Posterior, deep_ensemble, gaussian_likelihood, hmc
@@ -272,3 +273,36 @@ def test_mass_adaptation_warns_about_a_short_burn_in(digits, model):
         post = _call(digits, model, adapt_mass=True, n_iterations=4, n_burnin=2)
     assert post.attrs["mass_adaptation"].startswith("Stan windows")
     assert post.stats["mh"].all()  # the adapting burn-in keeps the MH test
+
+
+def test_a_collapsed_auto_step_says_the_posterior_is_too_stiff(digits, model):
+    """Inputs x 1e6 make the log density's curvature enormous: the tuned step collapses, and
+    the error names stiffness (not "raise the step size")."""
+    with pytest.raises(ValueError, match="too stiff at chain 0's start.*inputs' scale"):
+        _call(digits, model, x=digits.x_train * 1e6, step_size="auto", n_tune=20)
+
+
+@pytest.fixture
+def no_ensemble_fits(monkeypatch):
+    """Fail the test if any sampler starts fitting an ensemble."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an ensemble was fitted before the settings were checked")
+
+    monkeypatch.setattr("bnn_shift.inference.sampler.deep_ensemble", refuse)
+
+
+def test_bad_eval_labels_are_refused_before_an_ensemble_start(digits, model, no_ensemble_fits):
+    labels = np.full(len(digits.x_test), 10)  # the model has 10 outputs: ids 0..9
+    with pytest.raises(ValueError, match=r"eval set 'test' labels must lie in \[0, 10\)"):
+        _call(digits, model, init="ensemble", n_chains=2,
+              eval_sets={"test": (digits.x_test, labels)})  # fmt: skip
+
+
+@pytest.mark.parametrize("sampler", ["mala", "mclmc", "adjusted_mclmc", "mile"])
+def test_run_lengths_are_refused_before_an_ensemble_start(digits, model, no_ensemble_fits, sampler):
+    fit = getattr(inference, sampler)
+    start = {} if sampler == "mile" else {"init": "ensemble", "n_chains": 2}
+    with pytest.raises(ValueError, match="n_burnin=5 leaves no iteration"):
+        fit(model, Gaussian(0.3), digits.x_train, digits.y_train, n_iterations=5, n_burnin=5,
+            progress=False, **start)  # fmt: skip

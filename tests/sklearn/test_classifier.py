@@ -176,7 +176,7 @@ def test_a_chain_that_never_moves_is_an_error(blobs, monkeypatch):
 def test_a_real_chain_rejecting_every_proposal_is_an_error(blobs):
     """A step far above the stability limit: every trajectory diverges and is refused."""
     huge_step = BNNClassifier("hmc", hidden=(4,), step_size=50.0, n_iterations=3, n_burnin=1)
-    with pytest.warns(UserWarning, match="accepted no proposal after burn-in"):
+    with pytest.warns(UserWarning, match="never moved after burn-in"):
         with pytest.raises(RuntimeError, match=r"hmc never moved.*step size 50"):
             huge_step.fit(*blobs)
 
@@ -260,3 +260,11 @@ def test_inputs_beyond_float32_are_refused_by_fit_and_predict(blobs):
     clf = BNNClassifier("map", epochs=2).fit(x, y)
     with pytest.raises(ValueError, match=r"x: found NaN or inf \(values beyond float32"):
         clf.predict_proba(huge)
+
+
+def test_a_nuts_chain_that_never_moves_is_an_error(blobs):
+    """NUTS records no accept flag: a chain whose log density never changes is stuck."""
+    frozen = BNNClassifier("nuts", hidden=(4,), temperature=1e-6, n_iterations=8, n_burnin=3)
+    with pytest.warns(UserWarning, match=r"nuts chains \[0\] never moved"):
+        with pytest.raises(RuntimeError, match="nuts never moved"):
+            frozen.fit(*blobs)
