@@ -5,7 +5,8 @@ examples counts b / n; tuning, ensemble initialisation and MCLMC's two gradients
 included), wall seconds, top-1 agreement and total variation against the reference's pooled
 model average (benchmarks/reference/, `benchmarks/reference_posterior.py`), and accuracy / NLL /
 ECE on the clean test set and at noise std 2. Writes efficiency.csv and agreement.png (agreement
-against gradients, log x) to --out and prints the table and the reference's run-vs-run floor.
+against gradients, log x) to --out after every row and prints the table and the reference's
+run-vs-run floor; rerunning with the same --out resumes after the last finished row.
 
     python benchmarks/efficiency.py                          # MNIST main-job problem, Gaussian
     python benchmarks/efficiency.py --methods hmc,mclmc,mile --budgets 1,2
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import time
 import warnings
@@ -196,9 +198,14 @@ def main() -> None:
         "model": model, "prior": prior, "x": data.x_train, "y": data.y_train, "evals": evals,
         "init_fn": init_fn,
     }  # fmt: skip
-    rows = []
+    settings = {"prior": args.prior, "smoke": args.smoke, "base": dataclasses.asdict(base),
+                "reference_inputs": reference.digests}  # fmt: skip
+    rows = finished_rows(args.out, settings)
+    done = {(r["method"], int(r["budget"])) for r in rows}
     for name in args.methods.split(","):
         for factor in map(int, args.budgets.split(",")):
+            if (name, factor) in done:
+                continue
             started = time.perf_counter()
             post = run_method(name, factor, problem, base)
             seconds = time.perf_counter() - started
@@ -208,9 +215,24 @@ def main() -> None:
             row |= scores(predictions(post, evals), data.y_test, reference)
             rows.append(row)
             print(pd.DataFrame([row]).round(4).to_string(index=False, header=len(rows) == 1))
-    table = pd.DataFrame(rows)
-    args.out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out / "efficiency.csv", index=False)
+            write_results(pd.DataFrame(rows), args.out, reference)
+    print(f"\nreference floor: {reference.floor()}")
+    print(pd.DataFrame(rows).round(4).to_string(index=False))
+
+
+def finished_rows(out: Path, settings: dict) -> list[dict]:
+    """The rows an interrupted run of the same settings already wrote to `out` (resume)."""
+    out.mkdir(parents=True, exist_ok=True)
+    stored, table = out / "settings.json", out / "efficiency.csv"
+    if stored.is_file() and json.loads(stored.read_text()) != settings:
+        raise SystemExit(f"{out} holds a run with other settings ({stored}); use another --out")
+    stored.write_text(json.dumps(settings, indent=1))
+    return pd.read_csv(table).to_dict("records") if table.is_file() else []
+
+
+def write_results(table: pd.DataFrame, out: Path, reference) -> None:
+    """efficiency.csv and agreement.png (agreement against gradients, log x), after every row."""
+    table.to_csv(out / "efficiency.csv", index=False)
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, group in table.groupby("method"):
         ax.plot(group.gradients, group.agreement_clean, marker="o", label=name)
@@ -218,9 +240,8 @@ def main() -> None:
     ax.axhline(floor, color="k", ls="--", lw=1, label="reference vs reference")
     ax.set(xscale="log", xlabel="full-batch gradient evaluations", ylabel="agreement (clean)")
     ax.legend(fontsize=7)
-    fig.savefig(args.out / "agreement.png", dpi=120, bbox_inches="tight")
-    print(f"\nreference floor: {reference.floor()}")
-    print(table.round(4).to_string(index=False))
+    fig.savefig(out / "agreement.png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
 
 
 if __name__ == "__main__":
