@@ -43,6 +43,7 @@ def deep_ensemble(
     epochs_per_call: int | None = None,
     progress: bool = True,
     likelihood: str | Likelihood = "categorical",
+    whiten_first_layer: bool = False,
 ) -> Posterior:
     """Train n_members MAP fits (map_fit's objective and optimizer) from different starts, all
     in one program vmapped over members; -> a Posterior whose draws are the members.
@@ -54,11 +55,13 @@ def deep_ensemble(
     it is exactly map_fit(init_fn(key(s_i)), ..., seed=s_i) up to vmap's float rounding.
     stats: "loss" (n_epochs,) the mean over members of map_fit's per-epoch loss, and
     "loss_member{i}" (n_epochs,) each member's; draw_chain is the member index.
+    whiten_first_layer: as in map_fit.
     """
     starts, static, how = member_starts(model, n_members, init_fn, seed)
     problem = prepare_epochs(
         eqx.combine(starts[0], static), prior, x, y,
         likelihood=likelihood, batch_size=batch_size, n_epochs=n_epochs,
+        whiten_first_layer=whiten_first_layer,
     )  # fmt: skip
     engine = _map_engine(problem.target.n, problem.batch_size, n_epochs, optimizer, learning_rate)
     seeds = member_seeds(seed, len(starts))
@@ -81,7 +84,7 @@ def deep_ensemble(
     }
     return Posterior(
         static=problem.target.static,
-        draws=jax.tree.map(np.asarray, run.state.position),
+        draws=jax.tree.map(np.asarray, problem.params_of(run.state.position)),
         draw_chain=np.arange(len(starts), dtype=np.int32),
         stats=stats,
         attrs=attrs,
