@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -93,6 +94,7 @@ def hmc(
     trace_pointwise: Sequence[str] = (),
     whiten_first_layer: bool = True,
     adapt_mass: bool = False,
+    max_leapfrogs: int | None = None,
     max_steps: int = 100_000,
     target_acceptance: float = 0.8,
     n_tune: int = 50,
@@ -138,6 +140,10 @@ def hmc(
         size over the n_burnin iterations, Stan's windows, MH test throughout
         (`adaptive_hmc.py`); step_size is then the starting point, attrs["step_size"] the
         adapted mean.
+    max_leapfrogs: shorten a trajectory that needs more leapfrogs of the (tuned) step than
+        this to that many (each iteration moves less and costs at most max_leapfrogs gradients;
+        the chain stays exact); attrs then record the shortened trajectory_length. None: the
+        full trajectory, refused when it needs more than max_steps leapfrogs.
     precision: matmul precision of the leapfrog gradients ("float32", "tensorfloat32",
         "bfloat16"); the accept test always uses float32, so the chain targets the same posterior.
     likelihood: "categorical" (classifier logits), "gaussian" or a `Likelihood` such as
@@ -166,8 +172,21 @@ def hmc(
         else trajectory_length
     )
 
+    if max_leapfrogs is not None:
+        check_count("max_leapfrogs", max_leapfrogs)
+        if adapt_mass:
+            raise ValueError(
+                "max_leapfrogs needs a fixed step; with adapt_mass shorten the trajectory "
+                "through trajectory_length instead"
+            )
+
+    def leapfrogs(step_size: float) -> int:
+        if max_leapfrogs is None:
+            return n_leapfrog_steps(tau, step_size, max_steps)
+        return min(n_leapfrog_steps(tau, step_size, math.inf), max_leapfrogs)
+
     def make_engine(step_size: float, n_steps: int | None = None) -> HMC:
-        n_steps = n_steps or n_leapfrog_steps(tau, step_size, max_steps)
+        n_steps = n_steps or leapfrogs(step_size)
         return HMC.for_target(
             target, problem.params, step_size=step_size, n_steps=n_steps, step_jitter=step_jitter
         )
@@ -179,7 +198,7 @@ def hmc(
         step_size, tuning = _auto_step_size(
             make_engine, problem, tau, seed, n_tune, target_acceptance, max_steps
         )
-    n_steps = n_leapfrog_steps(tau, step_size, max_steps)  # checks the step size too
+    n_steps = leapfrogs(step_size)  # checks the step size too
     if not adapt_mass:
         engine = make_engine(step_size, n_steps)
     else:
@@ -197,11 +216,13 @@ def hmc(
     settings = {
         "step_size": step_size,
         "step_jitter": step_jitter,
-        "trajectory_length": tau,
+        "trajectory_length": tau if adapt_mass else min(tau, n_steps * float(step_size)),
         "n_leapfrog_steps": n_steps,
         "init": describe_init(init),
         "precision": precision,
     } | tuning
+    if max_leapfrogs is not None:  # only then: older run dirs resume
+        settings["max_leapfrogs"] = max_leapfrogs
     post = sample_chains(
         "hmc", engine, problem, settings,
         n_iterations=n_iterations, n_burnin=n_burnin, seed=seed, thin=thin, keep=keep,

@@ -38,6 +38,7 @@ class BaseBNN(BaseEstimator):
         n_iterations: int = 60,
         n_burnin: int = 20,
         trajectory_length: float | None = None,
+        max_leapfrogs: int | None = 256,
         n_chains: int = 1,
         epochs: int = 500,
         learning_rate: float = 0.01,
@@ -57,6 +58,7 @@ class BaseBNN(BaseEstimator):
         self.n_iterations = n_iterations
         self.n_burnin = n_burnin
         self.trajectory_length = trajectory_length
+        self.max_leapfrogs = max_leapfrogs
         self.n_chains = n_chains
         self.epochs = epochs
         self.learning_rate = learning_rate
@@ -112,6 +114,7 @@ class BaseBNN(BaseEstimator):
             n_iterations=self.n_iterations,
             n_burnin=self.n_burnin,
             trajectory_length=self.trajectory_length,
+            max_leapfrogs=self.max_leapfrogs,
             n_chains=self.n_chains,
             epochs=self.epochs,
             learning_rate=self.learning_rate,

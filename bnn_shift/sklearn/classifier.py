@@ -18,8 +18,9 @@ class BNNClassifier(ClassifierMixin, BaseBNN):
     Predictions average the softmax over the posterior's draws (Bayesian model averaging).
 
     Args:
-        inference: "hmc" (full-batch HMC, the default), "nuts", "map", "ensemble" (deep
-            ensemble of MAP fits), "sgld" or "vi" (mean-field Gaussian).
+        inference: "hmc" (full-batch HMC, the default), a name of `ENGINES` ("hmc_adapted",
+            "nuts", "mala", "mclmc", "adjusted_mclmc", "mile", "map", "ensemble", "sgld",
+            "vi", "swag", "multiswag", "laplace"; docs/sklearn.md describes each).
         model: "mlp", or a callable (n_features, n_outputs, key) -> equinox module mapping one
             example (n_features,) to n_outputs values.
         hidden: hidden layer widths of model="mlp"; () is a Bayesian linear model.
@@ -34,6 +35,9 @@ class BNNClassifier(ClassifierMixin, BaseBNN):
         n_burnin: HMC iterations without the Metropolis test at the start, not kept.
         trajectory_length: HMC trajectory length; None is (pi/2) * the prior's
             `trajectory_scale`.
+        max_leapfrogs: "hmc" shortens a trajectory needing more leapfrogs of the tuned step
+            than this to that many (each iteration costs at most max_leapfrogs gradients, the
+            chain stays exact; 256 keeps MNIST-sized fits to minutes); None: full trajectories.
         n_chains: HMC / NUTS chains.
         epochs: epochs of "map", "ensemble", "sgld" and "vi", and of the MAP fit that starts
             the samplers (init="map").

@@ -36,6 +36,7 @@ class Settings:
     n_iterations: int
     n_burnin: int
     trajectory_length: float | None
+    max_leapfrogs: int | None
     n_chains: int
     epochs: int
     learning_rate: float
@@ -102,7 +103,10 @@ def _chains(s: Settings) -> dict:
 
 
 def _hmc(p: Problem, s: Settings) -> Posterior:
-    return _run(hmc, _start(p, s), s, trajectory_length=s.trajectory_length, **_chains(s))
+    return _run(
+        hmc, _start(p, s), s, trajectory_length=s.trajectory_length,
+        max_leapfrogs=s.max_leapfrogs, **_chains(s),
+    )  # fmt: skip
 
 
 def _hmc_adapted(p: Problem, s: Settings) -> Posterior:

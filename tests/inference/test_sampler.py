@@ -306,3 +306,14 @@ def test_run_lengths_are_refused_before_an_ensemble_start(digits, model, no_ense
     with pytest.raises(ValueError, match="n_burnin=5 leaves no iteration"):
         fit(model, Gaussian(0.3), digits.x_train, digits.y_train, n_iterations=5, n_burnin=5,
             progress=False, **start)  # fmt: skip
+
+
+def test_max_leapfrogs_shortens_the_trajectory(digits, model):
+    post = _call(digits, model, step_size=1e-3, trajectory_length=1.0, max_leapfrogs=7)
+    assert post.attrs["n_leapfrog_steps"] == 7 and post.attrs["max_leapfrogs"] == 7
+    assert post.attrs["trajectory_length"] == pytest.approx(7e-3)
+    assert np.all(post.stats["n_steps"] == 7)
+    with pytest.raises(ValueError, match="max_leapfrogs needs a fixed step"):
+        _call(digits, model, max_leapfrogs=7, adapt_mass=True)
+    with pytest.raises(ValueError, match="max_leapfrogs"):
+        _call(digits, model, max_leapfrogs=0)
