@@ -85,6 +85,23 @@ def test_compare_priors_fits_swag_baselines(tmp_path, capsys):
     assert set(multi.draw_chain.tolist()) == {0, 1, 2}
 
 
+def test_compare_priors_scores_laplace_by_the_glm_predictive(tmp_path):
+    """--laplace-predictive glm: whole-network kron and diag Laplace scored by the matrix-free
+    linearised predictive (near MAP, where weight-space draws of kron collapse), saved as draws."""
+    out = tmp_path / "run"
+    methods = ["--methods", "map,laplace-kron,laplace-diag", "--laplace-predictive", "glm"]
+    assert main([*TINY, *methods, "--out", str(out)]) == 0
+    table = pd.read_csv(out / "metrics.csv")
+    acc = table[(table.metric == "accuracy") & (table.severity == 0)].set_index("method").value
+    assert (
+        abs(acc["laplace-kron"] - acc["map"]) < 0.1 and abs(acc["laplace-diag"] - acc["map"]) < 0.1
+    )
+    data = load_digits()
+    model_like = MLP(data.n_features, (16,), data.n_classes, key=jax.random.key(1))
+    kron = Posterior.load(out / "posterior-laplace-kron.nc", model_like)
+    assert kron.attrs["predictive"] == "glm" and kron.attrs["hessian"] == "kron"
+
+
 def test_bad_flag_is_one_clear_line(tmp_path, capsys):
     code = main([*TINY, "--priors", "gaussian,horseshoe", "--out", str(tmp_path)])
     err = capsys.readouterr().err

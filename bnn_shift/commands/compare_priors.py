@@ -54,6 +54,13 @@ def add(sub: argparse._SubParsersAction) -> None:
             names,
             "from MAP fits: swag, multiswag, laplace-last-layer, laplace-kron, laplace-diag",
         ),
+        (
+            "--laplace-predictive",
+            "laplace_predictive",
+            str,
+            "Laplace baselines predict by mc (their draws), glm (the linearised network, "
+            "matrix-free) or probit",
+        ),
         ("--swag-epochs", "swag_epochs", int, "SWAG SGD epochs (collects the second half)"),
         ("--swag-learning-rate", "swag_learning_rate", float, "SWAG constant SGD learning rate"),
         ("--priors", "priors", names, "comma-separated priors, one sampler run each"),

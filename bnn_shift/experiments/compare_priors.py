@@ -34,6 +34,7 @@ from bnn_shift.inference.chains import KEEP_RULES
 from bnn_shift.inference.convergence import max_rhat
 from bnn_shift.inference.ensemble import member_seeds
 from bnn_shift.inference.kernel import DEFAULT_STEP_JITTER
+from bnn_shift.inference.laplace import METHODS as LAPLACE_PREDICTIVES
 from bnn_shift.inference.laplace import laplace
 from bnn_shift.inference.likelihood import PRECISIONS
 from bnn_shift.models import MLP, AttentionClassifier, LeNet5
@@ -80,6 +81,7 @@ class ComparePriorsConfig:
     swag_learning_rate: float = 1e-2  # SWAG's constant SGD learning rate (mean-loss units)
     swag_batch_size: int = 100
     swag_members: int = 3  # MultiSWAG: SWAG runs from this many MAP fits
+    laplace_predictive: str = "mc"  # Laplace baselines predict by: mc (32 draws), glm or probit
     prior_scale: float = 0.1  # sigma of the Gaussian prior; the others are matched to it
     empcov_eps: float = 1e-8  # EmpCov prior variance along directions the data never varies in
     step_size: float | str = 1e-3  # or "auto": dual averaging to 0.8 acceptance
@@ -170,6 +172,7 @@ RULES: dict[str, Rule] = {
     "step_size": (lambda v: v == "auto" or (not isinstance(v, str) and v > 0), '> 0 or "auto"'),
     "step_jitter": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "keep": (lambda v: v in KEEP_RULES, f"one of {KEEP_RULES}"),
+    "laplace_predictive": (lambda v: v in LAPLACE_PREDICTIVES, f"one of {LAPLACE_PREDICTIVES}"),
     "precision": (lambda v: v in PRECISIONS, f"one of {PRECISIONS}"),
     "n_burnin": (lambda v: v >= 0, ">= 0 (and < n_iterations)"),
     "noise_stds": (lambda v: len(v) > 0 and all(s >= 0 for s in v), "one or more stds >= 0"),
@@ -320,6 +323,7 @@ def fit_method(
         return laplace(
             model, prior, data.x_train, data.y_train,
             subset=subset, hessian=hessian, fit_map=False, seed=config.seed,
+            predictive=config.laplace_predictive,
         )  # fmt: skip
     if method in BASELINES:
         return fit_swag(method, model, prior, config, data, progress)
@@ -360,9 +364,14 @@ def fit_method(
 
 
 def fit_map(
-    model: PyTree, prior: Prior, config: ComparePriorsConfig, data: Dataset, progress: bool
+    model: PyTree,
+    prior: Prior,
+    config: ComparePriorsConfig,
+    data: Dataset,
+    progress: bool,
+    whiten_first_layer: bool = False,
 ) -> Posterior:
-    """MAP from `model` with the configured optimiser settings."""
+    """MAP from `model` with the configured optimiser settings (`map_fit`'s whitening)."""
     return map_fit(
         model,
         prior,
@@ -374,6 +383,7 @@ def fit_map(
         optimizer="adam" if config.map_batch_size is None else "sgd",
         seed=config.seed,
         progress=progress,
+        whiten_first_layer=whiten_first_layer,
     )
 
 

@@ -79,6 +79,10 @@ def test_a_binary_config_file_is_named(tmp_path, capsys):
         ('noise_stds = ["a", 1]\n', "noise_stds is ('a', 1); give a list of numbers"),
         ("noise_stds = [-1.0]\n", "noise_stds is (-1.0,); it must be one or more stds >= 0"),
         ("seed = -1\n", "seed is -1; it must be >= 0"),
+        (
+            'laplace_predictive = "linear"\n',
+            "laplace_predictive is 'linear'; it must be one of ('mc', 'glm', 'probit')",
+        ),
         ("n_iterations = 5\nn_burnin = 5\n", "n_burnin is 5, not below n_iterations=5"),
     ],
 )

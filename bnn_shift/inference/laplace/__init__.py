@@ -26,12 +26,32 @@ Curvature structures (`hessian`):
   eigenvectors of G and of S^-1 A S^-T. Other selected leaves get the "diag" structure, and
   the layers are independent of each other (block diagonal).
 
-Everything after the GGN's float32 sums is float64 on the host.
+Everything after the GGN's float32 sums is float64 on the host, except the linearised
+predictive's covariance operator and Jacobian products (float32 on the device).
+
+Prior scales by the evidence (`tune_prior_scale`): post hoc, the MAP and the GGN fixed, one
+factor per group of leaves (one for the subset, one per layer, or per `by_path` selector)
+multiplies every prior sd in the group; the prior rescales exactly in every structure (diag: its
+diagonal, as above; kron: R scaled inside the exact whitening; full: dense), log det by
+eigenvalues computed once (kron, and full with one group) or in closed form (diag). A KFAC layer
+takes one factor. The MAP is not refitted under the tuned prior (see `tuning`).
+
+Predictives (`laplace_predict`): "mc" over draws of q; "glm", the network linearised at theta*,
+f ~ N(f*, T J P^-1 J^T), its k x k output covariance computed matrix-free (`linearised`,
+`operators`): diag and dense blocks by one VJP, P^-1 as an operator and one JVP per output;
+KFAC layers through their Jacobian factors (by the layer's outputs, and its inputs) in the
+Kronecker eigenbases; so whole-network diag / kron approximations predict without forming
+Jacobians; classifiers average softmax over draws of f drawn from the same standard normals for
+every input. "probit" uses the same variances (the covariance between classes dropped). The `laplace`
+engine returns a `LaplacePosterior` that predicts by the one chosen while in memory; saved and
+loaded, it is a plain Posterior of draws of q.
 
 Modules: `subset` (which leaves, the subset vector), `gauss_newton` (the GGN by Jacobian chunks),
-`prior` (the prior's row precisions), `curvature` (the Full / Diag / Kron blocks, `Curvature`),
-`kron` (KFAC factors), `approx` (`fit_laplace`, `laplace`, the evidence, draws), `tuning` (the
-prior scale by the evidence), `predict` (`laplace_predict`).
+`prior` (the prior's row precisions and weights), `curvature` (the Full / Diag / Kron blocks,
+`Curvature`), `operators` (their device views: covariance, prior-scaled log det), `kron` (KFAC
+factors), `approx` (`fit_laplace`, the evidence, draws), `tuning` (prior scales by the
+evidence), `linearised` (the matrix-free output covariance), `predict` (`laplace_predict`,
+`LaplacePosterior`), `engine` (`laplace`).
 """
 
 from bnn_shift.inference.laplace.approx import (
@@ -40,7 +60,6 @@ from bnn_shift.inference.laplace.approx import (
     LaplaceApprox,
     build_curvature,
     fit_laplace,
-    laplace,
     log_marginal_likelihood,
     marginal_std,
     sample_laplace,
@@ -52,17 +71,25 @@ from bnn_shift.inference.laplace.curvature import (
     FullBlock,
     KronBlock,
 )
+from bnn_shift.inference.laplace.engine import laplace
 from bnn_shift.inference.laplace.gauss_newton import CHUNK_FLOATS, check_likelihood, ggn
 from bnn_shift.inference.laplace.kron import KronLayer, kron_factors
+from bnn_shift.inference.laplace.linearised import output_covariance
 from bnn_shift.inference.laplace.predict import (
     METHODS,
+    LaplacePosterior,
     LaplacePrediction,
     approx_from_posterior,
     laplace_predict,
 )
-from bnn_shift.inference.laplace.prior import row_precisions
+from bnn_shift.inference.laplace.prior import prior_weights, row_precisions
 from bnn_shift.inference.laplace.subset import Subset, select_leaves
-from bnn_shift.inference.laplace.tuning import PriorScaleFit, tune_prior_scale
+from bnn_shift.inference.laplace.tuning import (
+    Groups,
+    PriorScaleFit,
+    prior_groups,
+    tune_prior_scale,
+)
 
 __all__ = [
     "CHUNK_FLOATS",
@@ -73,9 +100,11 @@ __all__ = [
     "Curvature",
     "DiagBlock",
     "FullBlock",
+    "Groups",
     "KronBlock",
     "KronLayer",
     "LaplaceApprox",
+    "LaplacePosterior",
     "LaplacePrediction",
     "PriorScaleFit",
     "Subset",
@@ -89,6 +118,9 @@ __all__ = [
     "laplace_predict",
     "log_marginal_likelihood",
     "marginal_std",
+    "output_covariance",
+    "prior_groups",
+    "prior_weights",
     "row_precisions",
     "sample_laplace",
     "select_leaves",

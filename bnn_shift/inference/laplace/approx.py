@@ -1,10 +1,9 @@
 """The Laplace approximation q = N(theta*, T P^-1) around a MAP fit: building its curvature,
-its evidence, marginal sds and draws, and the `laplace` engine returning a `Posterior`."""
+its evidence, marginal sds and draws."""
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,9 +17,9 @@ from bnn_shift.inference.laplace.curvature import Curvature, DiagBlock, FullBloc
 from bnn_shift.inference.laplace.gauss_newton import check_likelihood, ggn
 from bnn_shift.inference.laplace.kron import _kron_block, _kron_layers, kron_factors
 from bnn_shift.inference.laplace.prior import (
-    _isotropic_precision,
     _prior_dense,
     _prior_diag,
+    prior_weights,
     row_precisions,
 )
 from bnn_shift.inference.laplace.subset import (
@@ -32,7 +31,6 @@ from bnn_shift.inference.laplace.subset import (
 )
 from bnn_shift.inference.likelihood import Likelihood
 from bnn_shift.inference.map import map_fit
-from bnn_shift.inference.posterior import Posterior
 from bnn_shift.inference.target import Target, make_target
 from bnn_shift.models.params import param_paths, partition_params
 from bnn_shift.priors.base import Prior
@@ -54,7 +52,8 @@ class LaplaceApprox:
     curvature: Curvature
     temperature: float
     log_joint: float  # log p(D | theta*) + log p(theta*), untempered
-    subset_precision: float | None  # the subset's prior precision when one isotropic Gaussian
+    prior_quad: np.ndarray  # (n_selected,) per subset leaf sum_rows theta*^T R theta*
+    prior_weight: np.ndarray  # (n_selected,) per subset leaf its prior's weight (`prior_weights`)
     settings: dict[str, Any]
 
 
@@ -93,6 +92,12 @@ def build_curvature(
         prior_diag = _prior_diag([rows[j] for j in rest], [sizes[j] for j in rest])
         blocks.append((_positions(sizes, rest), DiagBlock(diag, prior_diag)))
     return Curvature(tuple(blocks), everything.size)
+
+
+def _row_quad(leaf: np.ndarray, row_precision: np.ndarray) -> float:
+    """sum over the leaf's rows (leaf.reshape(-1, e)) of row^T R row."""
+    rows = leaf.reshape(-1, len(row_precision))
+    return float(np.einsum("ri,ij,rj->", rows, row_precision, rows))
 
 
 @eqx.filter_jit
@@ -137,7 +142,9 @@ def fit_laplace(
         hessian, params, target.static, target.likelihood, prior, (x, y), selected
     )
     log_joint = float(_loglik_sum(target, params, jnp.asarray(x), jnp.asarray(y)))
-    rows = [row_precisions(prior, params)[i] for i in selected]
+    rows = row_precisions(prior, params)
+    leaves = jax.tree.leaves(params)
+    quad = [_row_quad(np.asarray(leaves[i], np.float64), rows[i]) for i in selected]
     paths = param_paths(params)
     return LaplaceApprox(
         mean=jax.tree.map(np.asarray, params),
@@ -147,7 +154,8 @@ def fit_laplace(
         curvature=curvature,
         temperature=target.temperature,
         log_joint=log_joint + float(prior.log_prob(params)),
-        subset_precision=_isotropic_precision(rows),
+        prior_quad=np.asarray(quad),
+        prior_weight=np.asarray([prior_weights(prior, params)[i] for i in selected]),
         settings={
             "subset": subset if isinstance(subset, str) else [str(s) for s in subset],
             "subset_paths": [paths[i] for i in selected],
@@ -163,13 +171,13 @@ def log_marginal_likelihood(approx: LaplaceApprox) -> float:
     normaliser of the tempered posterior's Gaussian approximation; at T = 1 the log evidence
     log p(D) (exact for Bayesian linear regression with known noise and hessian="full"). With
     a subset it integrates the subset only: log p(D, theta_rest*)."""
-    d, t = approx.curvature.dim, approx.temperature
-    return (
-        approx.log_joint / t
-        + 0.5 * d * math.log(2 * math.pi)
-        - 0.5 * approx.curvature.log_det()
-        + 0.5 * d * math.log(t)
-    )
+    curvature = approx.curvature
+    return evidence(approx.log_joint, curvature.log_det(), curvature.dim, approx.temperature)
+
+
+def evidence(log_joint, log_det, d: int, temperature: float):
+    """log_joint / T + (d/2) log 2 pi T - 1/2 log det P (floats or jax scalars)."""
+    return log_joint / temperature + 0.5 * d * math.log(2 * math.pi * temperature) - 0.5 * log_det
 
 
 def _subset_tree(approx: LaplaceApprox, flat: np.ndarray, fill: Callable) -> PyTree:
@@ -200,45 +208,4 @@ def sample_laplace(approx: LaplaceApprox, n_samples: int, seed: int = 0) -> PyTr
     flat = centre + math.sqrt(approx.temperature) * approx.curvature.whiten_inverse(z)
     return _subset_tree(
         approx, flat, lambda leaf: np.broadcast_to(leaf, (n_samples, *leaf.shape)).copy()
-    )
-
-
-def laplace(
-    model: PyTree,
-    prior: Prior,
-    x,
-    y,
-    *,
-    subset: Subset = "all",
-    hessian: str = "full",
-    likelihood: str | Likelihood = "categorical",
-    temperature: float = 1.0,
-    n_samples: int = 32,
-    seed: int = 0,
-    fit_map: bool = True,
-    map_settings: dict[str, Any] | None = None,
-) -> Posterior:
-    """`fit_laplace`, then n_samples draws from q -> a "variational" `Posterior` with
-    variational {"mean": MAP, "std": marginal sds (0 outside the subset)} and attrs method
-    "laplace", subset, hessian, log_marginal_likelihood and seconds (MAP fit included)."""
-    started = time.perf_counter()
-    approx = fit_laplace(
-        model, prior, x, y, subset=subset, hessian=hessian, likelihood=likelihood,
-        temperature=temperature, fit_map=fit_map, map_settings=map_settings,
-    )  # fmt: skip
-    return Posterior(
-        static=approx.static,
-        draws=sample_laplace(approx, n_samples, seed),
-        attrs=approx.settings
-        | {
-            "method": "laplace",
-            "temperature": approx.temperature,
-            "likelihood": approx.likelihood.describe(),
-            "log_marginal_likelihood": log_marginal_likelihood(approx),
-            "n_samples": n_samples,
-            "seed": seed,
-            "seconds": time.perf_counter() - started,
-        },
-        variational={"mean": approx.mean, "std": marginal_std(approx)},
-        kind="variational",
     )

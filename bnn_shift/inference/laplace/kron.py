@@ -9,14 +9,14 @@ examples and positions and A averages [patch_t, 1][patch_t, 1]^T over both."""
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bnn_shift.inference.laplace.curvature import KronBlock
+from bnn_shift.inference.laplace.curvature import KronBlock, KronLayer
 from bnn_shift.inference.laplace.gauss_newton import _batches, _n_outputs, _output_precisions
 from bnn_shift.inference.likelihood import Likelihood
 from bnn_shift.models.conv import conv2d, zero_padding
@@ -62,14 +62,6 @@ def _replace_nodes(root: PyTree, paths: list[tuple], new: list) -> Any:
     return eqx.tree_at(lambda m: [_node(m, keys) for keys in paths], root, new)
 
 
-class KronLayer(NamedTuple):
-    """A selected layer (`LAYERS`): its key path and which of weight / bias are in the subset."""
-
-    keys: tuple
-    weight: bool
-    bias: bool
-
-
 def _tapped_forward(model, layers, probes, xi):
     """f(xi) with the layers tapped -> (f, [each layer's input])."""
     seen = [[] for _ in layers]
@@ -96,18 +88,11 @@ def _layer_inputs(layer: eqx.Module, a: jax.Array, bias: bool) -> jax.Array:  # 
     return rows
 
 
-@eqx.filter_jit
-def _kron_chunk(
-    params: PyTree,
-    static: PyTree,
-    likelihood: Likelihood,
-    layers: tuple[KronLayer, ...],
-    x: jax.Array,
-    y: jax.Array,
-) -> list[tuple[jax.Array, jax.Array]]:
-    """Per layer, (sum over examples and positions of J_t^T Lambda_i J_t (out, out), sum over
-    examples of the mean over positions of a~_t a~_t^T (in', in')) over a chunk."""
-    model = combine_params(params, static)
+def _tapped_jacobians(
+    model: PyTree, layers: tuple[KronLayer, ...], x: jax.Array
+) -> tuple[jax.Array, list[jax.Array], list[jax.Array]]:
+    """Outputs f (b, k) and, per layer, the Jacobian of f by its outputs (b, k, out, T) and the
+    rows its weight multiplies (b, in', T; `_layer_inputs`, ones for a bias alone)."""
     zeros = [jnp.zeros(()) for _ in layers]
     shapes = jax.eval_shape(
         lambda xi: _tapped_forward(model, layers, zeros, xi)[1], x[0]
@@ -122,17 +107,35 @@ def _kron_chunk(
         return f, (f, inputs)
 
     jac, (f, inputs) = jax.vmap(jax.jacrev(tapped, has_aux=True), in_axes=(None, 0))(probes, x)
-    lam = _output_precisions(likelihood, f, y)
-    out = []
+    jacobians, rows = [], []
     for layer, js, a in zip(layers, jac, inputs):
         js = js.reshape(*js.shape[:3], -1)  # (b, k, out, T)
-        rows = (
+        jacobians.append(js)
+        rows.append(
             _layer_inputs(_node(model, layer.keys), a, layer.bias)
             if layer.weight
-            else (jnp.ones((len(x), 1, js.shape[-1])))
+            else jnp.ones((len(x), 1, js.shape[-1]))
         )
+    return f, jacobians, rows
+
+
+@eqx.filter_jit
+def _kron_chunk(
+    params: PyTree,
+    static: PyTree,
+    likelihood: Likelihood,
+    layers: tuple[KronLayer, ...],
+    x: jax.Array,
+    y: jax.Array,
+) -> list[tuple[jax.Array, jax.Array]]:
+    """Per layer, (sum over examples and positions of J_t^T Lambda_i J_t (out, out), sum over
+    examples of the mean over positions of a~_t a~_t^T (in', in')) over a chunk."""
+    f, jacobians, rows = _tapped_jacobians(combine_params(params, static), layers, x)
+    lam = _output_precisions(likelihood, f, y)
+    out = []
+    for js, a in zip(jacobians, rows):
         g = jnp.einsum("bkot,bkl,blpt->op", js, lam, js, precision="highest")
-        a_sum = jnp.einsum("bit,bjt->ij", rows, rows, precision="highest") / rows.shape[-1]
+        a_sum = jnp.einsum("bit,bjt->ij", a, a, precision="highest") / a.shape[-1]
         out.append((g, a_sum))
     return out
 
@@ -194,4 +197,4 @@ def _kron_block(
     index = ([np.arange(out * in_w).reshape(out, in_w)] if layer.weight else []) + (
         [out * in_w * layer.weight + np.arange(out)[:, None]] if layer.bias else []
     )
-    return KronBlock(factors[0], factors[1], r, np.concatenate(index, axis=1).ravel())
+    return KronBlock(factors[0], factors[1], r, np.concatenate(index, axis=1).ravel(), layer)

@@ -1,9 +1,12 @@
 """Predictives of a Laplace approximation (or of a saved variational `Posterior`): Monte
-Carlo over draws, the linearised network (GLM) and the probit approximation."""
+Carlo over draws, the linearised network (GLM) and the probit approximation; and
+`LaplacePosterior`, the engine's Posterior that predicts by the one chosen."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -12,7 +15,7 @@ import numpy as np
 
 from bnn_shift.inference.laplace.approx import LaplaceApprox, sample_laplace
 from bnn_shift.inference.laplace.curvature import Curvature, DiagBlock
-from bnn_shift.inference.laplace.gauss_newton import _batches, _jacobians, _n_outputs
+from bnn_shift.inference.laplace.linearised import output_covariance
 from bnn_shift.inference.likelihood import Likelihood
 from bnn_shift.inference.posterior import Posterior
 from bnn_shift.models.params import combine_params
@@ -44,8 +47,9 @@ def approx_from_posterior(posterior: Posterior) -> LaplaceApprox:
         selected=selected,
         curvature=Curvature(((every, block),), var.size),
         temperature=1.0,
-        log_joint=math.nan,
-        subset_precision=None,
+        log_joint=math.nan,  # no evidence: the data are not kept
+        prior_quad=np.full(len(selected), math.nan),
+        prior_weight=np.full(len(selected), math.nan),
         settings=dict(posterior.attrs),
     )
 
@@ -62,16 +66,26 @@ def _summary(samples: np.ndarray, likelihood: Likelihood) -> LaplacePrediction:
     return LaplacePrediction(mean, mean, var)
 
 
-def _linearised(approx: LaplaceApprox, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """f(x; theta*) (m, k) and the GLM output covariance T J P^-1 J^T (m, k, k)."""
-    params = jax.tree.map(jnp.asarray, approx.mean)
-    k = _n_outputs(params, approx.static, x)
-    means, covs = [], []
-    for xb, _ in _batches(x, None, k * approx.curvature.dim):
-        f, jac = _jacobians(params, approx.static, approx.selected, xb)
-        means.append(np.asarray(f, np.float64))
-        covs.append(approx.temperature * approx.curvature.quad(np.asarray(jac, np.float64)))
-    return np.concatenate(means), np.concatenate(covs)
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown predictive method {method!r}; choose one of {METHODS}")
+
+
+def _approx(source: LaplaceApprox | Posterior) -> LaplaceApprox:
+    if isinstance(source, LaplaceApprox):
+        return source
+    return source.approx if isinstance(source, LaplacePosterior) else approx_from_posterior(source)
+
+
+def glm_draws(
+    f: np.ndarray, cov: np.ndarray, n_samples: int, seed: int
+) -> np.ndarray:  # (n_samples, m, k)
+    """Draws of the linearised outputs N(f (m, k), cov (m, k, k)), every row from the same
+    standard normals (n_samples, k): a row's draws do not depend on the rows beside it."""
+    vals, vecs = np.linalg.eigh(cov)
+    root = vecs * np.sqrt(np.clip(vals, 0, None))[:, None, :]  # (m, k, k)
+    z = np.random.default_rng(seed).standard_normal((n_samples, f.shape[-1]))
+    return f + np.einsum("mkl,sl->smk", root, z)
 
 
 def laplace_predict(
@@ -86,10 +100,10 @@ def laplace_predict(
     n_samples new ones), "glm" (the network linearised at theta*, f + J (theta - theta*), so
     f ~ N(f*, T J P^-1 J^T); classifiers average softmax over n_samples draws of f) or
     "probit" (classifiers: softmax(f* / sqrt(1 + pi/8 var f))). A Posterior enters through its
-    marginal sds (`approx_from_posterior`) for glm and probit."""
-    if method not in METHODS:
-        raise ValueError(f"unknown predictive method {method!r}; choose one of {METHODS}")
-    approx = source if isinstance(source, LaplaceApprox) else approx_from_posterior(source)
+    marginal sds (`approx_from_posterior`) for glm and probit, a `LaplacePosterior` through
+    the approximation it keeps."""
+    check_method(method)
+    approx = _approx(source)
     if method == "probit" and approx.likelihood.name != "categorical":
         raise ValueError("the probit predictive is for classifiers (a categorical likelihood)")
     x = np.asarray(x, np.float32)
@@ -100,15 +114,51 @@ def laplace_predict(
             params = sample_laplace(approx, n_samples, seed)
             draws = np.asarray(jax.lax.map(lambda p: _outputs(p, approx.static, x), params))
         return _summary(np.asarray(draws, np.float64), approx.likelihood)
-    f, cov = _linearised(approx, x)
+    f, cov = output_covariance(approx, x)
     var = np.diagonal(cov, axis1=1, axis2=2)
     if method == "probit":
         probs = jax.nn.softmax(f / np.sqrt(1 + math.pi / 8 * var), -1)
         return LaplacePrediction(np.asarray(probs, np.float64), f, var)
     if approx.likelihood.name != "categorical":
         return LaplacePrediction(f, f, var)
-    vals, vecs = np.linalg.eigh(cov)
-    root = vecs * np.sqrt(np.clip(vals, 0, None))[:, None, :]  # (m, k, k)
-    z = np.random.default_rng(seed).standard_normal((n_samples, *f.shape))
-    samples = f + np.einsum("mkl,sml->smk", root, z)
+    samples = glm_draws(f, cov, n_samples, seed)
     return LaplacePrediction(np.asarray(jax.nn.softmax(samples, -1)).mean(0), f, var)
+
+
+@dataclass
+class LaplacePosterior(Posterior):
+    """The `laplace` engine's Posterior: draws of q like any variational one (what is saved,
+    and what a loaded copy predicts by), and the approximation itself, so that in memory it
+    predicts by `predictive`: "mc" (the draws), "glm" (the mean of softmax over
+    n_predictive_samples draws of the linearised outputs, which are its per-draw
+    probabilities) or "probit" (a closed form without draws)."""
+
+    approx: LaplaceApprox = field(kw_only=True)
+    predictive: str = field(default="mc", kw_only=True)
+    n_predictive_samples: int = field(default=100, kw_only=True)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_method(self.predictive)
+
+    def predict_proba(self, x, batch_size: int = 4096) -> np.ndarray:  # (n, k)
+        if self.predictive == "mc" or self.likelihood.name != "categorical":
+            return super().predict_proba(x, batch_size)
+        x = np.asarray(x, np.float32)
+        seed, n = self.attrs.get("seed", 0), self.n_predictive_samples
+        predict = partial(laplace_predict, self, method=self.predictive, n_samples=n, seed=seed)
+        return np.concatenate(
+            [predict(x[i : i + batch_size]).predictive for i in range(0, len(x), batch_size)]
+        )
+
+    def predict_proba_draws(self, x) -> np.ndarray:  # (draws, n, k)
+        if self.predictive == "mc":
+            return self.predict_draws(x)
+        if self.predictive == "probit":
+            raise ValueError(
+                "the probit predictive is a closed form without draws; per-draw metrics "
+                "(mutual_info) need predictive 'glm' or 'mc'"
+            )
+        f, cov = output_covariance(self.approx, np.asarray(x, np.float32))
+        samples = glm_draws(f, cov, self.n_predictive_samples, self.attrs.get("seed", 0))
+        return np.asarray(jax.nn.softmax(samples, -1), np.float64)

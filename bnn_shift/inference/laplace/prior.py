@@ -62,7 +62,8 @@ def _prior_diag(rows: list[np.ndarray], sizes: list[int]) -> np.ndarray:  # (d,)
     return np.concatenate([np.tile(np.diag(r), n // len(r)) for r, n in zip(rows, sizes)])
 
 
-def _isotropic_precision(rows: list[np.ndarray]) -> float | None:
-    """The common precision of the subset's rows when all are one isotropic Gaussian's."""
-    values = {float(r[0, 0]) for r in rows if len(r) == 1}
-    return values.pop() if len(values) == 1 and all(len(r) == 1 for r in rows) else None
+def prior_weights(prior: Prior, params: PyTree) -> list[float]:
+    """Per leaf, the total weight w its prior terms enter the log density with (1 unless a
+    `Temperature` divides them): multiplying every covariance by 1/c changes the leaf's log
+    density by -(c - 1)/2 sum_rows theta^T R theta + (n/2) w log c (n entries)."""
+    return [sum(w for _, w in terms) for terms in _leaf_priors(prior, params)]
