@@ -278,7 +278,7 @@ def test_mass_adaptation_warns_about_a_short_burn_in(digits, model):
 def test_a_collapsed_auto_step_says_the_posterior_is_too_stiff(digits, model):
     """Inputs x 1e6 make the log density's curvature enormous: the tuned step collapses, and
     the error names stiffness (not "raise the step size")."""
-    with pytest.raises(ValueError, match="too stiff at chain 0's start.*inputs' scale"):
+    with pytest.raises(ValueError, match=r"too stiff at chain 0's start.*inputs' scale"):
         _call(digits, model, x=digits.x_train * 1e6, step_size="auto", n_tune=20)
 
 

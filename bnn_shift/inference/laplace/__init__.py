@@ -42,9 +42,9 @@ f ~ N(f*, T J P^-1 J^T), its k x k output covariance computed matrix-free (`line
 KFAC layers through their Jacobian factors (by the layer's outputs, and its inputs) in the
 Kronecker eigenbases; so whole-network diag / kron approximations predict without forming
 Jacobians; classifiers average softmax over draws of f drawn from the same standard normals for
-every input. "probit" uses the same variances (the covariance between classes dropped). The `laplace`
-engine returns a `LaplacePosterior` that predicts by the one chosen while in memory; saved and
-loaded, it is a plain Posterior of draws of q.
+every input. "probit" uses the same variances (the covariance between classes dropped). The
+`laplace` engine returns a `LaplacePosterior` that predicts by the one chosen while in memory;
+saved and loaded, it is a plain Posterior of draws of q.
 
 Modules: `subset` (which leaves, the subset vector), `gauss_newton` (the GGN by Jacobian chunks),
 `prior` (the prior's row precisions and weights), `curvature` (the Full / Diag / Kron blocks,
