@@ -15,6 +15,12 @@ import numpy as np
 SHARED_MNIST = "/work/shared/data/mnist"
 
 
+def prefer_shared_mnist() -> None:
+    """Point $BNN_SHIFT_MNIST_DIR at the shared MNIST copy when it exists and none is set."""
+    if "BNN_SHIFT_MNIST_DIR" not in os.environ and os.path.isdir(SHARED_MNIST):
+        os.environ["BNN_SHIFT_MNIST_DIR"] = SHARED_MNIST
+
+
 def mnist_train(n_train: int, seed: int = 0, data_dir: str | None = None):
     """-> (x (n, 784) float32, y (n,) int32): a stratified MNIST training subset.
 
@@ -22,9 +28,8 @@ def mnist_train(n_train: int, seed: int = 0, data_dir: str | None = None):
     """
     from bnn_shift.data import load_mnist
 
-    if data_dir is None and "BNN_SHIFT_MNIST_DIR" not in os.environ:
-        if os.path.isdir(SHARED_MNIST):
-            os.environ["BNN_SHIFT_MNIST_DIR"] = SHARED_MNIST
+    if data_dir is None:
+        prefer_shared_mnist()
     ds = load_mnist(data_dir, progress=False)
     ds = ds if n_train >= len(ds.y_train) else ds.subset(n_train, None, seed=seed)
     return ds.flat("train"), ds.y_train

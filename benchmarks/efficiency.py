@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from _common import SHARED_MNIST
+from _common import prefer_shared_mnist
 
 from bnn_shift.experiments.compare_priors import (
     ComparePriorsConfig,
@@ -164,8 +163,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/efficiency"))
     parser.add_argument("--smoke", action="store_true", help="digits, tiny budgets")
     args = parser.parse_args()
-    if "BNN_SHIFT_MNIST_DIR" not in os.environ and os.path.isdir(SHARED_MNIST):
-        os.environ["BNN_SHIFT_MNIST_DIR"] = SHARED_MNIST
+    prefer_shared_mnist()
     warnings.simplefilter("ignore")  # short budgets warn about convergence; the table says it
     if args.smoke:
         problem_config = ComparePriorsConfig(

@@ -8,13 +8,12 @@ step, acceptance and test accuracy per configuration (issue 15 part 8). One JSON
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import warnings
 
 import numpy as np
-from _common import SHARED_MNIST
+from _common import prefer_shared_mnist
 
 from bnn_shift.data import load_mnist
 from bnn_shift.sklearn import BNNClassifier
@@ -56,8 +55,8 @@ def measure(case: dict, x, y, x_test, y_test) -> dict:
 
 def main() -> None:
     cases = json.loads(sys.argv[1]) if len(sys.argv) > 1 else CASES
-    data_dir = os.environ.get("BNN_SHIFT_MNIST_DIR", SHARED_MNIST)
-    data = load_mnist(data_dir, progress=False).subset(2000, 2000, seed=0)
+    prefer_shared_mnist()
+    data = load_mnist(progress=False).subset(2000, 2000, seed=0)
     flat = [a.reshape(len(a), -1) for a in (data.x_train, data.x_test)]
     for case in cases:
         row = measure(case, flat[0], data.y_train, flat[1], data.y_test)

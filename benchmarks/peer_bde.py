@@ -38,7 +38,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pandas as pd
-from _common import SHARED_MNIST
+from _common import prefer_shared_mnist
 from peer_bde_worker import EVAL_PREFIX, train_fraction
 
 from bnn_shift.experiments.compare_priors import ComparePriorsConfig, load_data
@@ -352,8 +352,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/peer-bde"))
     parser.add_argument("--smoke", action="store_true", help="digits only, tiny budgets")
     args = parser.parse_args()
-    if "BNN_SHIFT_MNIST_DIR" not in os.environ and os.path.isdir(SHARED_MNIST):
-        os.environ["BNN_SHIFT_MNIST_DIR"] = SHARED_MNIST
+    prefer_shared_mnist()
     warnings.simplefilter("ignore")  # short runs warn about convergence; the table says it
     fits = args.fits.split(",")
     unknown = sorted(set(fits) - set(FITS))

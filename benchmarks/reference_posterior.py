@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
-from _common import SHARED_MNIST
+from _common import prefer_shared_mnist
 
 from bnn_shift.experiments.reference import ReferenceConfig, build_reference
 
@@ -36,8 +35,7 @@ def main() -> None:
     parser.add_argument("--run-root", default="runs/reference")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    if "BNN_SHIFT_MNIST_DIR" not in os.environ and os.path.isdir(SHARED_MNIST):
-        os.environ["BNN_SHIFT_MNIST_DIR"] = SHARED_MNIST
+    prefer_shared_mnist()
     for prior in args.priors.split(","):
         config = ReferenceConfig(
             prior=prior,
