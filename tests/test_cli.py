@@ -102,6 +102,25 @@ def test_compare_priors_scores_laplace_by_the_glm_predictive(tmp_path):
     assert kron.attrs["predictive"] == "glm" and kron.attrs["hessian"] == "kron"
 
 
+def test_compare_priors_fits_the_baselines_under_empcov(tmp_path):
+    """--baseline-prior empcov: MAP from an EmpCov draw in whitened coordinates, and SWAG and
+    Laplace around it under the same prior."""
+    out = tmp_path / "run"
+    methods = ["--methods", "map,swag,laplace-kron", "--baseline-prior", "empcov"]
+    args = [*TINY, *methods, "--swag-epochs", "4", "--laplace-predictive", "glm"]
+    args += ["--map-epochs", "300", "--map-learning-rate", "1e-2"]  # from a prior draw
+    assert main([*args, "--out", str(out)]) == 0
+    table = pd.read_csv(out / "metrics.csv")
+    acc = table[(table.metric == "accuracy") & (table.severity == 0)].set_index("method").value
+    assert acc["map"] > 0.8 and abs(acc["laplace-kron"] - acc["map"]) < 0.1
+    data = load_digits()
+    model_like = MLP(data.n_features, (16,), data.n_classes, key=jax.random.key(1))
+    fits = {m: Posterior.load(out / f"posterior-{m}.nc", model_like) for m in acc.index}
+    for method in ("map", "swag"):
+        assert fits[method].attrs["whitened_first_layer"], method
+    assert all("EmpCov" in fit.attrs["prior"] for fit in fits.values())
+
+
 def test_bad_flag_is_one_clear_line(tmp_path, capsys):
     code = main([*TINY, "--priors", "gaussian,horseshoe", "--out", str(tmp_path)])
     err = capsys.readouterr().err

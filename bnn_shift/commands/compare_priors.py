@@ -55,6 +55,13 @@ def add(sub: argparse._SubParsersAction) -> None:
             "from MAP fits: swag, multiswag, laplace-last-layer, laplace-kron, laplace-diag",
         ),
         (
+            "--baseline-prior",
+            "baseline_prior",
+            str,
+            "prior of MAP and the baselines; other than gaussian, the MAP starts at a draw of "
+            "it and is optimised in its whitened coordinates",
+        ),
+        (
             "--laplace-predictive",
             "laplace_predictive",
             str,

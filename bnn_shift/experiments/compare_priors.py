@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import equinox as eqx
 import jax
 import numpy as np
 import pandas as pd
@@ -37,7 +38,7 @@ from bnn_shift.inference.kernel import DEFAULT_STEP_JITTER
 from bnn_shift.inference.laplace import METHODS as LAPLACE_PREDICTIVES
 from bnn_shift.inference.laplace import laplace
 from bnn_shift.inference.likelihood import PRECISIONS
-from bnn_shift.models import MLP, AttentionClassifier, LeNet5
+from bnn_shift.models import MLP, AttentionClassifier, LeNet5, partition_params
 from bnn_shift.priors import PRIORS, ByPath, Gaussian, Prior, by_path, make_prior
 from bnn_shift.shift import evaluate, noise_sweep, plot_metric_vs_severity
 from bnn_shift.typing import PyTree
@@ -77,6 +78,7 @@ class ComparePriorsConfig:
     priors: tuple[str, ...] = ("gaussian", "empcov")  # one HMC run per bnn_shift.priors.PRIORS name
     include_map: bool = True  # also fit MAP with the Gaussian prior
     baselines: tuple[str, ...] = ()  # from MAP fits: BASELINES (swag, laplace-kron, ...)
+    baseline_prior: str = "gaussian"  # the prior of MAP and the baselines (a PRIORS name)
     swag_epochs: int = 20  # SGD epochs of SWAG (iterates collected over the second half)
     swag_learning_rate: float = 1e-2  # SWAG's constant SGD learning rate (mean-loss units)
     swag_batch_size: int = 100
@@ -100,7 +102,7 @@ class ComparePriorsConfig:
 
     def __post_init__(self):
         check_config(self)
-        unknown = [p for p in self.priors if p not in PRIORS]
+        unknown = [p for p in (*self.priors, self.baseline_prior) if p not in PRIORS]
         if unknown:
             raise ValueError(f"unknown priors {unknown}; choose from {', '.join(PRIORS)}")
         if self.sampler not in SAMPLERS:
@@ -299,24 +301,17 @@ def fit_method(
     start from fitted["map"] when the comparison has fitted it already."""
     model = initial_model(config, data)
     trajectory_length = config.trajectory_length
-    if method == "map" or method in BASELINES:
-        prior = Gaussian(config.prior_scale)
-    else:
-        prior = make_prior(
-            method.removeprefix(f"{config.sampler}-"),
-            model,
-            data.x_train,
-            config.prior_scale,
-            config.empcov_eps,
-        )
+    baseline = method == "map" or method in BASELINES
+    name = config.baseline_prior if baseline else method.removeprefix(f"{config.sampler}-")
+    prior = make_prior(name, model, data.x_train, config.prior_scale, config.empcov_eps)
     if config.model == "attention":
         # the gain rule must not stretch the default trajectory, (pi/2) * the weights' scale
         trajectory_length = trajectory_length or default_trajectory_length(prior)
         prior = with_gain_prior(prior, config.gain_prior_scale)
     if method == "map":
-        return fit_map(model, prior, config, data, progress)
+        return baseline_map(model, prior, config, data, progress)
     if method == "swag" or method in LAPLACE:  # they start at the MAP fit, made once
-        mapped = (fitted or {}).get("map") or fit_map(model, prior, config, data, progress)
+        mapped = (fitted or {}).get("map") or baseline_map(model, prior, config, data, progress)
         model = finished(mapped, f"the MAP fit {method} starts from").draw(0)
     if method in LAPLACE:
         subset, hessian = LAPLACE[method]
@@ -387,6 +382,27 @@ def fit_map(
     )
 
 
+def baseline_map(
+    model: PyTree, prior: Prior, config: ComparePriorsConfig, data: Dataset, progress: bool
+) -> Posterior:
+    """MAP under the baselines' prior: from `model` for the Gaussian (the main job's); for any
+    other prior from a draw of it, in its whitened coordinates (`map_from_prior_draw`)."""
+    if config.baseline_prior == "gaussian":
+        return fit_map(model, prior, config, data, progress)
+    return map_from_prior_draw(model, prior, config, data, progress)
+
+
+def map_from_prior_draw(
+    model: PyTree, prior: Prior, config: ComparePriorsConfig, data: Dataset, progress: bool
+) -> Posterior:
+    """MAP started at a draw of `prior` (seed config.seed) and optimised in its whitened
+    coordinates: a network initialisation lies far off a dense EmpCov first layer's support,
+    whose directions of prior sd sqrt(eps) Adam does not settle along in the weights' own."""
+    params, static = partition_params(model)
+    start = eqx.combine(prior.sample(jax.random.key(config.seed), params), static)
+    return fit_map(start, prior, config, data, progress, whiten_first_layer=True)
+
+
 def fit_swag(
     method: str,
     map_model: PyTree,
@@ -405,7 +421,8 @@ def fit_swag(
             for s in member_seeds(config.seed, config.swag_members)
         ]
         what = f"a MAP fit {method} starts from"
-        starts = [finished(fit_map(m, prior, config, data, progress), what).draw(0) for m in inits]
+        fits = [baseline_map(m, prior, config, data, progress) for m in inits]
+        starts = [finished(fit, what).draw(0) for fit in fits]
     return swag(
         starts if method == "multiswag" else starts[0],
         prior,
@@ -416,6 +433,7 @@ def fit_swag(
         batch_size=min(config.swag_batch_size, len(data.y_train)),
         seed=config.seed,
         progress=progress,
+        whiten_first_layer=True,  # a no-op unless the prior has a dense EmpCov first layer
     )
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 
-import equinox as eqx
 import jax
 import optax
 import pandas as pd
@@ -24,13 +23,12 @@ import pandas as pd
 from bnn_shift.data.dataset import Dataset
 from bnn_shift.experiments.compare_priors import (
     ComparePriorsConfig,
-    fit_map,
     initial_model,
     load_data,
+    map_from_prior_draw,
 )
 from bnn_shift.inference.laplace import fit_laplace, log_marginal_likelihood
 from bnn_shift.inference.minibatch import prepare_epochs
-from bnn_shift.models import partition_params
 from bnn_shift.priors import make_prior
 from bnn_shift.priors.base import Prior
 from bnn_shift.typing import PyTree
@@ -46,9 +44,7 @@ def prior_evidence(config: ComparePriorsConfig, progress: bool = False) -> pd.Da
         started = time.perf_counter()
         model = initial_model(config, data)
         prior = make_prior(name, model, data.x_train, config.prior_scale, config.empcov_eps)
-        params, static = partition_params(model)
-        start = eqx.combine(prior.sample(jax.random.key(config.seed), params), static)
-        fitted = fit_map(start, prior, config, data, progress, whiten_first_layer=True)
+        fitted = map_from_prior_draw(model, prior, config, data, progress)
         approx = fit_laplace(
             fitted.draw(0), prior, data.x_train, data.y_train, hessian="kron", fit_map=False
         )
@@ -74,4 +70,4 @@ def stationarity(model: PyTree, prior: Prior, data: Dataset) -> float:
     target, position = problem.target, problem.params
     if target.whitening is not None:
         position = target.whitening.to_whitened(position)
-    return float(optax.global_norm(jax.grad(target.log_joint)(position, problem.data)))
+    return float(optax.tree.norm(jax.grad(target.log_joint)(position, problem.data)))

@@ -1,4 +1,4 @@
-"""Full-batch HMC that adapts a diagonal mass matrix and its step size during burn-in.
+"""Full-batch HMC that adapts its step size (and optionally a diagonal mass) during burn-in.
 
 Stan's windowed schedule (BlackJAX's `build_schedule` and window-adaptation state, one update per
 warmup iteration): dual averaging of the step size throughout, a diagonal inverse mass estimated
@@ -7,6 +7,7 @@ on the prior-whitened coordinates (`metric.py`: M^-1 = A S^2 A), so it composes 
 layer's preconditioner (or its whitened sampling, `whitening.py`). It is normalised to mean 1:
 the trajectory keeps its length in prior units ((pi/2) * scale by default) and the dual
 averaging absorbs the overall scale. Every iteration, burn-in included, has the MH test.
+With `adapt_mass=False` the schedule has only fast windows: dual averaging of the step alone.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ class AdaptiveHMCState(NamedTuple):
 
 
 class AdaptiveHMC(eqx.Module):
-    """HMC of a fixed trajectory length whose warmup iterations adapt the step size and a
-    diagonal inverse mass (Stan's schedule over n_burnin iterations), fixed afterwards."""
+    """HMC of a fixed trajectory length whose warmup iterations adapt the step size and, with
+    adapt_mass, a diagonal inverse mass (Stan's schedule over n_burnin iterations), both fixed
+    afterwards. A trajectory needing more than max_steps leapfrogs is cut to max_steps."""
 
     schedule: jax.Array  # (n_burnin, 2) int: window stage, end of a slow window
     factors: list[MassFactor | None]
@@ -58,9 +60,14 @@ class AdaptiveHMC(eqx.Module):
     target_acceptance: float = eqx.field(static=True, default=0.8)
 
     @classmethod
-    def for_target(cls, target: Target, params_like: PyTree, n_burnin: int, **settings):
-        """The engine for `target`'s prior preconditioner, adapting over n_burnin iterations."""
+    def for_target(
+        cls, target: Target, params_like: PyTree, n_burnin: int, adapt_mass: bool = True, **settings
+    ):
+        """The engine for `target`'s prior preconditioner, adapting over n_burnin iterations
+        (the step alone when not adapt_mass: every window fast, the mass stays the identity)."""
         schedule = jnp.asarray(build_schedule(max(n_burnin, 1)), jnp.int32)
+        if not adapt_mass:
+            schedule = jnp.zeros_like(schedule)
         return cls(schedule, target.prior.preconditioner(params_like), **settings)
 
     def _adaptation(self):

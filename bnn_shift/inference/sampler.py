@@ -94,6 +94,7 @@ def hmc(
     trace_pointwise: Sequence[str] = (),
     whiten_first_layer: bool = True,
     adapt_mass: bool = False,
+    adapt_step: bool = False,
     max_leapfrogs: int | None = None,
     max_steps: int = 100_000,
     target_acceptance: float = 0.8,
@@ -140,10 +141,14 @@ def hmc(
         size over the n_burnin iterations, Stan's windows, MH test throughout
         (`adaptive_hmc.py`); step_size is then the starting point, attrs["step_size"] the
         adapted mean.
-    max_leapfrogs: shorten a trajectory that needs more leapfrogs of the (tuned) step than
-        this to that many (each iteration moves less and costs at most max_leapfrogs gradients;
-        the chain stays exact); attrs then record the shortened trajectory_length. None: the
-        full trajectory, refused when it needs more than max_steps leapfrogs.
+    adapt_step: adapt the step size alone over the n_burnin iterations (dual averaging to
+        target_acceptance, MH test throughout, so the burn-in cannot carry the chain where the
+        starting step diverges); implied by adapt_mass.
+    max_leapfrogs: shorten a trajectory that needs more leapfrogs of the (tuned or adapted)
+        step than this to that many (each iteration moves less and costs at most max_leapfrogs
+        gradients; the chain stays exact); attrs then record the (mean) shortened
+        trajectory_length. None: the full trajectory, refused when it needs more than max_steps
+        leapfrogs.
     precision: matmul precision of the leapfrog gradients ("float32", "tensorfloat32",
         "bfloat16"); the accept test always uses float32, so the chain targets the same posterior.
     likelihood: "categorical" (classifier logits), "gaussian" or a `Likelihood` such as
@@ -172,13 +177,14 @@ def hmc(
         else trajectory_length
     )
 
+    adaptive = adapt_mass or adapt_step
     if max_leapfrogs is not None:
         check_count("max_leapfrogs", max_leapfrogs)
-        if adapt_mass:
-            raise ValueError(
-                "max_leapfrogs needs a fixed step; with adapt_mass shorten the trajectory "
-                "through trajectory_length instead"
-            )
+    if adaptive and n_burnin < 1:
+        raise ValueError(
+            "adapt_step and adapt_mass adapt over the burn-in: pass n_burnin >= 1 (tens of "
+            f"iterations for the step, >= {MIN_ADAPTATION} for the mass), got {n_burnin}"
+        )
 
     def leapfrogs(step_size: float) -> int:
         if max_leapfrogs is None:
@@ -199,24 +205,26 @@ def hmc(
             make_engine, problem, tau, seed, n_tune, target_acceptance, max_steps
         )
     n_steps = leapfrogs(step_size)  # checks the step size too
-    if not adapt_mass:
+    if not adaptive:
         engine = make_engine(step_size, n_steps)
     else:
-        if n_burnin < MIN_ADAPTATION:
+        if adapt_mass and n_burnin < MIN_ADAPTATION:
             warnings.warn(
                 f"adapt_mass with n_burnin={n_burnin}: Stan's windows need >= {MIN_ADAPTATION} "
                 "warmup iterations to settle the mass matrix and step size; raise n_burnin",
                 stacklevel=2,
             )
         engine = AdaptiveHMC.for_target(
-            target, problem.params, n_burnin, trajectory_length=tau,
-            initial_step_size=float(step_size), max_steps=max_steps, step_jitter=step_jitter,
+            target, problem.params, n_burnin, adapt_mass=adapt_mass, trajectory_length=tau,
+            initial_step_size=float(step_size),
+            max_steps=min(max_steps, max_leapfrogs or max_steps),
+            step_jitter=step_jitter, target_acceptance=target_acceptance,
         )  # fmt: skip
-        tuning["mass_adaptation"] = "Stan windows over the burn-in: diagonal, prior-whitened"
+        tuning |= _adaptation_settings(adapt_mass)
     settings = {
         "step_size": step_size,
         "step_jitter": step_jitter,
-        "trajectory_length": tau if adapt_mass else min(tau, n_steps * float(step_size)),
+        "trajectory_length": tau if adaptive else min(tau, n_steps * float(step_size)),
         "n_leapfrog_steps": n_steps,
         "init": describe_init(init),
         "precision": precision,
@@ -229,10 +237,20 @@ def hmc(
         keep_draws=keep_draws, run_dir=run_dir, trace_params=trace_params,
         trace_pointwise=trace_pointwise, progress=progress, iterations_per_call=iterations_per_call,
     )  # fmt: skip
-    if adapt_mass and post.stats["step_size"][n_burnin:].size:
-        post.attrs["step_size"] = float(np.mean(post.stats["step_size"][n_burnin:]))
-        post.attrs["n_leapfrog_steps"] = float(np.mean(post.stats["n_steps"][n_burnin:]))
+    if adaptive and post.stats["step_size"][n_burnin:].size:
+        sizes, steps = post.stats["step_size"][n_burnin:], post.stats["n_steps"][n_burnin:]
+        post.attrs["step_size"] = float(np.mean(sizes))
+        post.attrs["n_leapfrog_steps"] = float(np.mean(steps))
+        if max_leapfrogs is not None:  # cut trajectories: the length they had on average
+            post.attrs["trajectory_length"] = float(np.mean(sizes * steps))
     return post
+
+
+def _adaptation_settings(adapt_mass: bool) -> dict:
+    """The run's record of what its burn-in adapted."""
+    if adapt_mass:
+        return {"mass_adaptation": "Stan windows over the burn-in: diagonal, prior-whitened"}
+    return {"step_adaptation": "dual averaging over the burn-in, MH test throughout"}
 
 
 class ChainProblem(NamedTuple):

@@ -149,6 +149,7 @@ def swag(
     epochs_per_call: int | None = None,
     progress: bool = True,
     likelihood: str | Likelihood = "categorical",
+    whiten_first_layer: bool = False,
 ) -> Posterior:
     """SWAG from `model`'s parameters (a trained solution, e.g. map_fit's), or MultiSWAG from
     several starts given as `deep_ensemble` takes them (a sequence of models, or init_fn with
@@ -159,6 +160,11 @@ def swag(
     give each member's mean, diagonal and rank-`rank` deviation covariance. Returns a Posterior
     of kind "variational" with n_samples draws per member (draw_chain = member),
     variational={"mean", "std"} of member 0, stats["loss"] (n_epochs,) the members' mean loss.
+    whiten_first_layer: run SGD and collect the moments in a dense EmpCov first layer's
+    whitened coordinates (`map_fit`'s; at a learning rate SGD survives, the raw coordinates'
+    stiff prior directions, variance eps, make it diverge). The Gaussian is then the one over
+    whitened weights, and draws are mapped back to the weights (a linear map: still Gaussian);
+    variational then holds the mean only (per-weight sds of the mapped layer are not kept).
     """
     if isinstance(model, list | tuple) or init_fn is not None:
         starts, static, how = member_starts(model, n_members, init_fn, seed)
@@ -170,6 +176,7 @@ def swag(
     problem = prepare_epochs(
         eqx.combine(starts[0], static), prior, x, y,
         likelihood=likelihood, batch_size=batch_size, n_epochs=n_epochs,
+        whiten_first_layer=whiten_first_layer,
     )  # fmt: skip
     engine = SWAG(learning_rate, collect_from, rank, momentum)
     seeds = member_seeds(seed, len(starts))
@@ -192,17 +199,19 @@ def swag(
     draws = _draw(
         run.state, jax.random.fold_in(jax.random.key(seed), SAMPLE_STREAM), rank, n_samples
     )
+    draws = problem.params_of(jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), draws))
     first = jax.tree.map(lambda a: a[0], run.state)
+    mean = problem.params_of(jax.tree.map(lambda a: a[None], first.mean))
+    variational = {"mean": jax.tree.map(lambda a: np.asarray(a[0]), mean)}
+    if problem.target.whitening is None:
+        variational["std"] = jax.tree.map(np.asarray, swag_std(first, rank))
     return Posterior(
         static=problem.target.static,
-        draws=jax.tree.map(lambda a: np.asarray(a).reshape(-1, *a.shape[2:]), draws),
+        draws=jax.tree.map(np.asarray, draws),
         draw_chain=np.repeat(np.arange(len(starts), dtype=np.int32), n_samples),
         stats={"loss": run.stats["loss"].mean(axis=1)},
         attrs=attrs | {"n_collected": int(first.n_collected)},
-        variational={
-            "mean": jax.tree.map(np.asarray, first.mean),
-            "std": jax.tree.map(np.asarray, swag_std(first, rank)),
-        },
+        variational=variational,
         kind="variational",
     )
 

@@ -103,8 +103,9 @@ class BaseBNN(BaseEstimator):
         if posterior.n_draws == 0 or stuck_chains(posterior):
             raise RuntimeError(
                 f"{self.inference} never moved: every proposal after burn-in was rejected "
-                f"(step size {posterior.attrs.get('step_size')}); pass a smaller step_size, more "
-                "epochs for the MAP start (init='map'), or a shorter trajectory_length"
+                f"(step size {posterior.attrs.get('step_size')}); pass a smaller step_size, "
+                "a longer n_burnin (hmc adapts its step over it), more epochs for the MAP start "
+                "(init='map'), or a shorter trajectory_length"
             )
         return posterior
 

@@ -105,7 +105,7 @@ def _chains(s: Settings) -> dict:
 def _hmc(p: Problem, s: Settings) -> Posterior:
     return _run(
         hmc, _start(p, s), s, trajectory_length=s.trajectory_length,
-        max_leapfrogs=s.max_leapfrogs, **_chains(s),
+        max_leapfrogs=s.max_leapfrogs, adapt_step=True, **_chains(s),
     )  # fmt: skip
 
 
@@ -208,7 +208,7 @@ class Engine:
 
 ENGINES: dict[str, Engine] = {
     "hmc": Engine(
-        _hmc, "full-batch HMC: n_iterations (n_burnin without MH), step_size, trajectory_length"
+        _hmc, "full-batch HMC: n_iterations (n_burnin adapt the step), trajectory_length"
     ),
     "hmc_adapted": Engine(
         _hmc_adapted, "HMC with a diagonal mass and step adapted over n_burnin (>= 150) iterations"

@@ -275,6 +275,22 @@ def test_mass_adaptation_warns_about_a_short_burn_in(digits, model):
     assert post.stats["mh"].all()  # the adapting burn-in keeps the MH test
 
 
+def test_step_adaptation_brings_a_diverging_step_down_during_burn_in(digits, model):
+    """A starting step at which every trajectory diverges: a burn-in with dual averaging and
+    the MH test brings it down, and the kept iterations accept; a burn-in without would not."""
+    settings = dict(step_size=0.5, trajectory_length=0.3, n_iterations=40, n_burnin=30)
+    with pytest.warns(UserWarning, match="never moved after burn-in"):
+        fixed = _call(digits, model, **settings)
+    assert fixed.stats["accepted"][30:].mean() == 0
+    adapted = _call(digits, model, adapt_step=True, **settings)
+    assert adapted.attrs["step_adaptation"].startswith("dual averaging")
+    assert adapted.stats["mh"].all()
+    assert adapted.attrs["step_size"] < 0.1
+    assert adapted.stats["accepted"][30:].mean() > 0.3
+    with pytest.raises(ValueError, match="pass n_burnin >= 1"):
+        _call(digits, model, adapt_step=True, n_burnin=0)
+
+
 def test_a_collapsed_auto_step_says_the_posterior_is_too_stiff(digits, model):
     """Inputs x 1e6 make the log density's curvature enormous: the tuned step collapses, and
     the error names stiffness (not "raise the step size")."""
@@ -313,7 +329,8 @@ def test_max_leapfrogs_shortens_the_trajectory(digits, model):
     assert post.attrs["n_leapfrog_steps"] == 7 and post.attrs["max_leapfrogs"] == 7
     assert post.attrs["trajectory_length"] == pytest.approx(7e-3)
     assert np.all(post.stats["n_steps"] == 7)
-    with pytest.raises(ValueError, match="max_leapfrogs needs a fixed step"):
-        _call(digits, model, max_leapfrogs=7, adapt_mass=True)
+    adapted = _call(digits, model, step_size=1e-3, max_leapfrogs=7, adapt_step=True,
+                    n_iterations=4, n_burnin=2)  # fmt: skip
+    assert np.all(adapted.stats["n_steps"] <= 7)  # the cap holds whatever step adapts to
     with pytest.raises(ValueError, match="max_leapfrogs"):
         _call(digits, model, max_leapfrogs=0)

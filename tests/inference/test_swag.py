@@ -1,15 +1,19 @@
 """SWAG / MultiSWAG: the moments are exactly those of the recorded SGD iterates, and draws
 follow the Gaussian they define."""
 
+import equinox as eqx
 import jax
 import numpy as np
 import pytest
+from sklearn.datasets import load_iris
+from sklearn.preprocessing import StandardScaler
 
 from bnn_shift.data import load_digits
+from bnn_shift.inference import map_fit
 from bnn_shift.inference.minibatch import fit_epochs, prepare_epochs
 from bnn_shift.inference.swag import SWAG, swag, swag_sample, swag_std
-from bnn_shift.models import MLP
-from bnn_shift.priors import Gaussian
+from bnn_shift.models import MLP, partition_params
+from bnn_shift.priors import Gaussian, make_prior
 
 N_EPOCHS, COLLECT_FROM, RANK = 12, 4, 5  # 8 iterates collected: the ring buffer wraps
 
@@ -88,3 +92,32 @@ def test_bad_settings_are_named(data):
         swag(*args, learning_rate=0.1, n_epochs=5, rank=1)
     with pytest.raises(ValueError, match="learning_rate"):
         swag(*args, learning_rate=-1.0, n_epochs=5)
+
+
+def test_whitened_swag_runs_under_a_stiff_empcov_prior():
+    """Iris plus a nearly dependent input (x5 = x1 + x2 + 1e-3 noise): EmpCov's prior sd along
+    that direction is ~5e-4 on each unit's weights. SGD in the weights' own coordinates diverges
+    at once there; in the whitened ones it runs, and its draws, mapped back to the weights, stay
+    within the prior's spread along the stiff direction (the data cannot widen it)."""
+    x, y = load_iris(return_X_y=True)
+    x = StandardScaler().fit_transform(x)
+    noise = np.random.default_rng(0).normal(0, 1e-3, len(x))
+    x = np.column_stack([x, x[:, 0] + x[:, 1] + noise]).astype(np.float32)
+    model = MLP(5, (), 3, key=jax.random.key(0))
+    prior = make_prior("empcov", model, x, 1.0, 1e-8)
+    params, static = partition_params(model)
+    draw = eqx.combine(prior.sample(jax.random.key(1), params), static)
+    start = map_fit(
+        draw, prior, x, y, n_epochs=500, learning_rate=0.05, progress=False, whiten_first_layer=True
+    )
+    stiff = np.linalg.eigh(np.cov(x.T))[1][:, 0]
+    prior_weights = [prior.sample(jax.random.key(i), params).layers[0].weight for i in range(200)]
+    prior_sd = np.std(np.asarray(prior_weights) @ stiff, axis=0)  # (3,) units
+    settings = dict(learning_rate=0.05, n_epochs=20, batch_size=50, n_samples=200, progress=False)
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        swag(start.draw(0), prior, x, y, **settings)
+    post = swag(start.draw(0), prior, x, y, whiten_first_layer=True, **settings)
+    assert post.attrs["whitened_first_layer"] and set(post.variational) == {"mean"}
+    weights = np.asarray(post.draws.layers[0].weight)  # (200, 3, 5)
+    np.testing.assert_array_less(np.std(weights @ stiff, axis=0), 3 * prior_sd)
+    assert np.all(np.isfinite(post.stats["loss"]))
