@@ -85,6 +85,13 @@ def add(sub: argparse._SubParsersAction) -> None:
         ("--map-learning-rate", "map_learning_rate", float, "MAP peak learning rate (cosine)"),
         ("--map-batch-size", "map_batch_size", int, "MAP minibatch size for SGD (full-batch Adam)"),
         ("--noise", "noise_stds", floats, "noise std levels in normalised pixel units"),
+        (
+            "--corruptions",
+            "corruptions",
+            str,
+            "also score on mnist-c or cifar10-c (every corruption at its release severities; "
+            "metrics-<benchmark>.csv)",
+        ),
         ("--seed", "seed", int, "random seed for data subset, init, HMC and noise"),
     ]
     for flag, name, kind, text in options:
@@ -118,6 +125,8 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    import pandas as pd
+
     from bnn_shift.experiments.compare_priors import (
         ComparePriorsConfig,
         acceptance_rate,
@@ -126,6 +135,7 @@ def run(args: argparse.Namespace) -> None:
     )
     from bnn_shift.inference.convergence import max_rhat
     from bnn_shift.shift import pivot_metric
+    from bnn_shift.shift.summary import summarise
 
     given = {k: getattr(args, k) for k in args.config_fields if getattr(args, k) is not None}
     if args.methods:
@@ -147,4 +157,8 @@ def run(args: argparse.Namespace) -> None:
     for metric in ("accuracy", "nll", "ece"):
         table = pivot_metric(result.table, metric)[list(result.posteriors)]
         print(f"\n{metric} vs noise std:\n{table.round(4).to_string()}")
+    if result.corruption_table is not None:
+        clean = result.table[result.table.severity == 0]
+        overall = summarise(pd.concat([clean, result.corruption_table])).overall
+        print(f"\nclean vs mean over {config.corruptions}:\n{overall.round(4).to_string()}")
     print(f"\nwrote {args.out}/metrics.csv, accuracy.png, config.json, posterior-*.nc")

@@ -41,6 +41,7 @@ from bnn_shift.inference.likelihood import PRECISIONS
 from bnn_shift.models import MLP, AttentionClassifier, LeNet5, partition_params
 from bnn_shift.priors import PRIORS, ByPath, Gaussian, Prior, by_path, make_prior
 from bnn_shift.shift import evaluate, noise_sweep, plot_metric_vs_severity
+from bnn_shift.shift.corruptions import corruption_shifts
 from bnn_shift.typing import PyTree
 
 MODELS = ("mlp", "lenet", "attention")
@@ -53,6 +54,7 @@ LAPLACE = {
     "laplace-diag": ("all", "diag"),
 }
 BASELINES = ("swag", "multiswag", *LAPLACE)
+CORRUPTION_BENCHMARKS = ("mnist-c", "cifar10-c")
 GAIN_PRIOR_SCALE = 1.0  # LayerNorm gains start at 1: one prior std from 0 (not ten, as at 0.1)
 
 
@@ -98,6 +100,7 @@ class ComparePriorsConfig:
     map_learning_rate: float = 1e-3
     map_batch_size: int | None = None  # None = full batch
     noise_stds: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+    corruptions: str | None = None  # also score on "mnist-c" / "cifar10-c" (release severities)
     seed: int = 0
 
     def __post_init__(self):
@@ -150,6 +153,7 @@ class ComparePriorsResult:
     n_test: int
     table: pd.DataFrame  # tidy: method, shift, severity, metric, value
     posteriors: dict[str, Posterior] = field(default_factory=dict)
+    corruption_table: pd.DataFrame | None = None  # the same, per corruption (config.corruptions)
 
     def accuracy_table(self) -> pd.DataFrame:
         """Accuracy with severities as rows and methods as columns."""
@@ -178,6 +182,7 @@ RULES: dict[str, Rule] = {
     "precision": (lambda v: v in PRECISIONS, f"one of {PRECISIONS}"),
     "n_burnin": (lambda v: v >= 0, ">= 0 (and < n_iterations)"),
     "noise_stds": (lambda v: len(v) > 0 and all(s >= 0 for s in v), "one or more stds >= 0"),
+    "corruptions": (lambda v: v in CORRUPTION_BENCHMARKS, f"one of {CORRUPTION_BENCHMARKS}"),
     "seed": (lambda v: v >= 0, ">= 0"),
 }
 
@@ -480,13 +485,17 @@ def compare_priors(
         table = evaluate(
             posteriors, data, noise_sweep(config.noise_stds, seed=config.seed), progress=progress
         )
+        corrupted = None
+        if config.corruptions is not None:
+            shifts = corruption_shifts(data, config.corruptions, seed=config.seed)
+            corrupted = evaluate(posteriors, data, shifts, progress=progress)
     except BaseException as err:
         if out is not None:
             stopped = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
             record.finish(out, stopped, " ".join(str(err).split()) or type(err).__name__)
         raise
     result = ComparePriorsResult(
-        config, data.name, len(data.y_train), len(data.y_test), table, posteriors
+        config, data.name, len(data.y_train), len(data.y_test), table, posteriors, corrupted
     )
     if out is not None:
         write_tables(result, out)
@@ -525,6 +534,9 @@ def write_tables(result: ComparePriorsResult, out: Path) -> None:
     """metrics.csv, accuracy.png and summary.json of a finished comparison."""
     out.mkdir(parents=True, exist_ok=True)
     result.table.to_csv(out / "metrics.csv", index=False)
+    if result.corruption_table is not None:
+        corrupted = out / f"metrics-{result.config.corruptions}.csv"
+        result.corruption_table.to_csv(corrupted, index=False)
     fig = plot_metric_vs_severity(result.table, metric="accuracy")
     fig.axes[0].set_xlabel("Gaussian noise std (normalised pixel units)")
     fig.axes[0].set_title(f"{result.dataset}: accuracy under input noise")

@@ -1,4 +1,5 @@
-"""`bnn-shift corrupt` on a small MNIST subset: the layout, the manifest, re-runs, errors."""
+"""`bnn-shift corrupt` on a small MNIST subset: the layout, the manifest, re-runs, errors; and
+compare-priors scoring its fits on the same corruptions."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bnn_shift.cli import main
@@ -54,3 +56,17 @@ def test_corrupt_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "valid names" in capsys.readouterr().err
     assert main([*base, "--corruptions", "zigzag", "--severities", "4"]) == 1
     assert "zigzag has severities (1,)" in capsys.readouterr().err
+
+
+def test_compare_priors_scores_its_fits_on_mnist_c(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    args = ["compare-priors", "--dataset", "mnist", "--data-dir", str(MNIST_DIR), "--quiet",
+            "--n-train", "200", "--n-test", "40", "--hidden", "16", "--map-epochs", "50",
+            "--noise", "0,1", "--methods", "map", "--corruptions", "mnist-c"]  # fmt: skip
+    args += ["--out", str(out)]
+    assert main(args) == 0
+    assert "clean vs mean over mnist-c" in capsys.readouterr().out
+    table = pd.read_csv(out / "metrics-mnist-c.csv")
+    assert len(set(table["shift"])) == 15 and set(table.method) == {"map"}
+    acc = table[table.metric == "accuracy"].set_index("shift").value
+    assert acc.between(0, 1).all()
