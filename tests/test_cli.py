@@ -100,6 +100,11 @@ def test_compare_priors_scores_laplace_by_the_glm_predictive(tmp_path):
     model_like = MLP(data.n_features, (16,), data.n_classes, key=jax.random.key(1))
     kron = Posterior.load(out / "posterior-laplace-kron.nc", model_like)
     assert kron.attrs["predictive"] == "glm" and kron.attrs["hessian"] == "kron"
+    summary = json.loads((out / "summary.json").read_text())
+    assert (
+        summary["laplace-kron"]["log_marginal_likelihood"] == kron.attrs["log_marginal_likelihood"]
+    )
+    assert summary["map"]["log_marginal_likelihood"] is None
 
 
 def test_compare_priors_fits_the_baselines_under_empcov(tmp_path):

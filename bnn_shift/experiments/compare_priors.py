@@ -549,6 +549,7 @@ def write_tables(result: ComparePriorsResult, out: Path) -> None:
             "converged": p.attrs.get("converged"),
             "convergence": p.attrs.get("convergence"),
             "seconds": p.attrs.get("seconds"),
+            "log_marginal_likelihood": p.attrs.get("log_marginal_likelihood"),  # Laplace
         }
         for method, p in result.posteriors.items()
     }
