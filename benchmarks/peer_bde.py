@@ -23,19 +23,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import itertools
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import time
 import warnings
 from pathlib import Path
 
-import jax
 import numpy as np
 import pandas as pd
 from _common import prefer_shared_mnist
@@ -50,14 +47,10 @@ from bnn_shift.experiments.reference import (
     load_reference,
     noise_name,
 )
-from bnn_shift.inference.kernel import default_trajectory_length, n_leapfrog_steps
-from bnn_shift.inference.sampler import TUNE_N_STEPS, hmc
-from bnn_shift.inference.tuning import stable_step_size
 from bnn_shift.shift.agreement import closeness
 from bnn_shift.shift.calibration import ece
 from bnn_shift.shift.metrics import accuracy, nll
 from bnn_shift.sklearn import BNNClassifier
-from bnn_shift.sklearn.build import build_model, build_prior
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "peer_bde_worker.py"
@@ -140,55 +133,17 @@ def ours_settings(inference: str, problem: Problem, smoke: bool) -> dict:
     return settings
 
 
-def hmc_tuning_gradients(attrs: dict, trajectory: float) -> float:
-    """Gradients of hmc(step_size="auto")'s tuning, which its attrs do not count: n_tune dual-
-    averaging trajectories of TUNE_N_STEPS leapfrogs, then n_trajectories trajectories at each
-    step `stable_step_size` tried (the final step times 2^k, k = halvings .. 0), each of
-    ceil(trajectory / step) leapfrogs, at most attrs["max_leapfrogs"] where set.
-    trajectory: the full trajectory length (attrs hold the shortened one under max_leapfrogs)."""
-    described = attrs.get("step_size_tuning")
-    if described is None:
-        return 0.0  # a fixed step: no tuning
-    halvings = int(re.search(r"halved (\d+) times", described).group(1))
-    n_tune = inspect.signature(hmc).parameters["n_tune"].default
-    checks = inspect.signature(stable_step_size).parameters["n_trajectories"].default
-    cap, step = attrs.get("max_leapfrogs") or math.inf, float(attrs["step_size"])
-    tried = [step * 2**k for k in range(halvings + 1)]
-    leapfrogs = [min(n_leapfrog_steps(trajectory, h, math.inf), cap) for h in tried]
-    return float(n_tune * TUNE_N_STEPS + checks * sum(leapfrogs))
-
-
-def full_trajectory(estimator: BNNClassifier, x: np.ndarray) -> float:
-    """The HMC trajectory length a fitted estimator asked for: its trajectory_length, or the
-    default (pi/2) * prior.trajectory_scale * sqrt(T) of the prior it built from x (n, d)."""
-    if estimator.trajectory_length is not None:
-        return float(estimator.trajectory_length)
-    outputs = len(estimator.classes_)
-    model = build_model(estimator.model, estimator.hidden, x.shape[1], outputs, jax.random.key(0))
-    prior = build_prior(estimator.prior, x, estimator.prior_scale, model)
-    return default_trajectory_length(prior, estimator.temperature)
-
-
-def ours_gradients(estimator: BNNClassifier, x: np.ndarray) -> dict[str, float]:
-    """Full-batch-equivalent gradients of a BNNClassifier("hmc" or "mile") fitted to x (n, d),
-    split into the start (MAP epochs / ensemble members' epochs), tuning and sampling."""
-    post, name = estimator.posterior_, estimator.inference
-    if name == "hmc":
-        tuning = hmc_tuning_gradients(post.attrs, full_trajectory(estimator, x))
-        parts = {
-            # the MAP start (init="map"): one full-batch gradient per epoch, any batch size
-            "gradients_init": float(estimator.epochs if estimator.init == "map" else 0),
-            "gradients_tuning": tuning,
-            "gradients_sampling": float(np.sum(post.stats["n_steps"])),
-        }
-    elif name == "mile":
-        parts = {
-            "gradients_init": float(post.attrs["n_init_gradients"]),
-            "gradients_tuning": float(post.attrs.get("n_tuning_gradients", 0)),
-            "gradients_sampling": float(np.sum(post.stats["n_gradients"])),
-        }
-    else:
-        raise ValueError(f"gradients are counted for hmc and mile only, not {name!r}")
+def ours_gradients(estimator: BNNClassifier) -> dict[str, float]:
+    """Full-batch-equivalent gradients of a fitted BNNClassifier("hmc" or "mile"), split into
+    the start (MAP epochs / ensemble members' epochs), tuning and sampling, as its attrs
+    record them."""
+    post = estimator.posterior_
+    sampling = post.stats["n_gradients"] if "n_gradients" in post.stats else post.stats["n_steps"]
+    parts = {
+        "gradients_init": float(post.attrs.get("n_init_gradients", 0)),
+        "gradients_tuning": float(post.attrs.get("n_tuning_gradients", 0)),
+        "gradients_sampling": float(np.sum(sampling)),
+    }
     return {"gradients": sum(parts.values()), **parts}
 
 
@@ -203,7 +158,7 @@ def fit_ours(inference: str, problem: Problem, settings: dict) -> tuple[dict, di
     info = {"seconds": seconds, "draws": estimator.posterior_.n_draws}
     info |= {"step_size": float(attrs["step_size"])} if "step_size" in attrs else {}
     info |= {"leapfrogs": int(attrs["n_leapfrog_steps"])} if "n_leapfrog_steps" in attrs else {}
-    return probs, info | ours_gradients(estimator, problem.x_train)
+    return probs, info | ours_gradients(estimator)
 
 
 # ---- bde -----------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from bnn_shift.inference.posterior import Posterior, empty_draws, stack_draws
 from bnn_shift.inference.sharding import make_mesh, place_chains, place_data, replicate
 from bnn_shift.inference.target import Data, Target, make_target
 from bnn_shift.inference.tuning import (
+    CHECK_TRAJECTORIES,
     check_not_stiff,
     check_tuning,
     stable_step_size,
@@ -202,7 +203,7 @@ def hmc(
         if step_size != "auto":
             raise ValueError(f'step_size must be a positive number or "auto", got {step_size!r}')
         step_size, tuning = _auto_step_size(
-            make_engine, problem, tau, seed, n_tune, target_acceptance, max_steps
+            make_engine, leapfrogs, problem, tau, seed, n_tune, target_acceptance, max_steps
         )
     n_steps = leapfrogs(step_size)  # checks the step size too
     if not adaptive:
@@ -410,9 +411,12 @@ def _shapes(params: PyTree) -> list[list[int]]:
     return [list(a.shape) for a in jax.tree.leaves(params)]
 
 
-def _auto_step_size(make_engine, problem: ChainProblem, tau, seed, n_tune, target, max_steps):
+def _auto_step_size(
+    make_engine, leapfrogs, problem: ChainProblem, tau, seed, n_tune, target, max_steps
+):
     """Dual-averaged step size from chain 0's start, checked (and halved where needed) on
-    trajectories of the real length; and the attrs that record how."""
+    trajectories of the real length (`leapfrogs(step)` long); and the attrs that record how,
+    with the full-batch gradients the tuning took."""
     initial = tau / 100
     check_tuning(n_tune, target, initial)
     tuner = make_engine(initial, min(TUNE_N_STEPS, max_steps))
@@ -439,12 +443,17 @@ def _auto_step_size(make_engine, problem: ChainProblem, tau, seed, n_tune, targe
         step_size=found.step_size,
         target_acceptance=target,
     )
+    tried = [found.step_size / 2**i for i in range(checked.n_halvings + 1)]
+    spent = n_tune * min(TUNE_N_STEPS, max_steps) + sum(
+        CHECK_TRAJECTORIES * leapfrogs(step) for step in tried
+    )
     return check_not_stiff("hmc", checked.step_size, tau, max_steps), {
         "step_size_tuning": f"dual averaging to acceptance {target} over {n_tune} "
         f"trajectories of {TUNE_N_STEPS} leapfrogs, then halved {checked.n_halvings} times "
         "until full-length trajectories did not diverge",
         "tuning_acceptance_rate": float(found.acceptance_rate[n_tune // 2 :].mean()),
         "check_acceptance_rate": checked.acceptance_rate,
+        "n_tuning_gradients": spent,
     }
 
 

@@ -27,6 +27,7 @@ from blackjax.adaptation.step_size import dual_averaging_adaptation
 from bnn_shift.inference.kernel import HMC, HMCState
 from bnn_shift.inference.target import Data, Target
 
+CHECK_TRAJECTORIES = 3  # full-length trajectories per step size in `stable_step_size`
 COLLAPSED_STEPS = 10**8  # steps to move the prior's scale beyond which a tuned step has collapsed
 MakeEngine = Callable[[float], HMC]  # step size -> engine with the real trajectory length
 
@@ -118,7 +119,7 @@ def stable_step_size(
     *,
     step_size: float,
     target_acceptance: float,
-    n_trajectories: int = 3,
+    n_trajectories: int = CHECK_TRAJECTORIES,
     max_halvings: int = 6,
 ) -> StabilityCheck:
     """Halve `step_size` until `n_trajectories` full-length trajectories from `state` (with MH

@@ -68,13 +68,23 @@ def _batch(s: Settings, n: int) -> int | None:
 START_POINTS = ("map", "random")
 
 
-def _start(p: Problem, s: Settings) -> Problem:
-    """The samplers' starting point: a MAP fit (init="map") or the random initialisation."""
+def _start(p: Problem, s: Settings) -> tuple[Problem, int]:
+    """The samplers' starting point: a MAP fit (init="map") or the random initialisation;
+    and the full-batch-equivalent gradients it took (one per epoch)."""
     if s.init not in START_POINTS:
         raise ValueError(f"init must be one of {START_POINTS}, got {s.init!r}")
     if s.init == "random":
-        return p
-    return replace(p, model=_map(p, s).draw(0))
+        return p, 0
+    return replace(p, model=_map(p, s).draw(0)), s.epochs
+
+
+def _run_from_start(engine: Callable[..., Posterior], p: Problem, s: Settings, **settings):
+    """`engine` from the samplers' starting point (`_start`), whose gradients are added to
+    attrs["n_init_gradients"]."""
+    started, spent = _start(p, s)
+    post = _run(engine, started, s, **settings)
+    post.attrs["n_init_gradients"] = post.attrs.get("n_init_gradients", 0) + spent
+    return post
 
 
 def _run(engine: Callable[..., Posterior], p: Problem, s: Settings, **settings) -> Posterior:
@@ -103,15 +113,15 @@ def _chains(s: Settings) -> dict:
 
 
 def _hmc(p: Problem, s: Settings) -> Posterior:
-    return _run(
-        hmc, _start(p, s), s, trajectory_length=s.trajectory_length,
+    return _run_from_start(
+        hmc, p, s, trajectory_length=s.trajectory_length,
         max_leapfrogs=s.max_leapfrogs, adapt_step=True, **_chains(s),
     )  # fmt: skip
 
 
 def _hmc_adapted(p: Problem, s: Settings) -> Posterior:
-    return _run(
-        hmc, _start(p, s), s, trajectory_length=s.trajectory_length, adapt_mass=True, **_chains(s)
+    return _run_from_start(
+        hmc, p, s, trajectory_length=s.trajectory_length, adapt_mass=True, **_chains(s)
     )
 
 
@@ -122,9 +132,9 @@ def _nuts(p: Problem, s: Settings) -> Posterior:
             f"1 <= n_burnin < n_iterations; got n_burnin={s.n_burnin}, "
             f"n_iterations={s.n_iterations}"
         )
-    return _run(
+    return _run_from_start(
         nuts,
-        _start(p, s),
+        p,
         s,
         n_warmup=s.n_burnin,
         n_samples=s.n_iterations - s.n_burnin,
@@ -149,9 +159,9 @@ def _ensemble(p: Problem, s: Settings) -> Posterior:
 
 
 def _sgld(p: Problem, s: Settings) -> Posterior:
-    return _run(
+    return _run_from_start(
         sgld,
-        _start(p, s),
+        p,
         s,
         n_burnin_epochs=s.epochs // 2,
         temperature=s.temperature,
@@ -164,15 +174,15 @@ def _vi(p: Problem, s: Settings) -> Posterior:
 
 
 def _mala(p: Problem, s: Settings) -> Posterior:
-    return _run(mala, _start(p, s), s, **_chains(s))
+    return _run_from_start(mala, p, s, **_chains(s))
 
 
 def _mclmc(p: Problem, s: Settings) -> Posterior:
-    return _run(mclmc, _start(p, s), s, **_chains(s))
+    return _run_from_start(mclmc, p, s, **_chains(s))
 
 
 def _adjusted_mclmc(p: Problem, s: Settings) -> Posterior:
-    return _run(adjusted_mclmc, _start(p, s), s, **_chains(s))
+    return _run_from_start(adjusted_mclmc, p, s, **_chains(s))
 
 
 def _mile(p: Problem, s: Settings) -> Posterior:
@@ -181,7 +191,7 @@ def _mile(p: Problem, s: Settings) -> Posterior:
 
 
 def _swag(p: Problem, s: Settings) -> Posterior:
-    return _run(swag, _start(p, s), s, **_epochs(s, len(p.x)))
+    return _run_from_start(swag, p, s, **_epochs(s, len(p.x)))
 
 
 def _multiswag(p: Problem, s: Settings) -> Posterior:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import equinox as eqx
 import jax
@@ -163,6 +164,11 @@ def test_hmc_auto_step_size_is_recorded_and_sets_leapfrog_count(digits):
     assert "halved" in run.attrs["step_size_tuning"]
     assert 0 <= run.attrs["check_acceptance_rate"] <= 1
     assert 0 <= run.attrs["tuning_acceptance_rate"] <= 1
+    # gradients: 30 tuning trajectories of 10 leapfrogs, then 3 full-length trajectories at
+    # each step tried (the final one times 2^k, k = halvings .. 0)
+    halvings = int(re.search(r"halved (\d+) times", run.attrs["step_size_tuning"]).group(1))
+    tried = [math.ceil(0.2 / (h * 2**k) - 1e-9) for k in range(halvings + 1)]
+    assert run.attrs["n_tuning_gradients"] == 30 * 10 + 3 * sum(tried)
     jitter = run.attrs["step_jitter"]  # each trajectory's step lies within h * (1 -+ jitter)
     steps = run.stats["step_size"]
     assert np.all(
