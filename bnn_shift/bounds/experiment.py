@@ -83,7 +83,9 @@ def make_regulariser(
 def run_bound_experiment(
     config: BoundExperimentConfig, out_dir: str | Path | None = None, progress: bool = True
 ) -> BoundExperimentResult:
-    """Bound the configured network once per regulariser; write report.json to out_dir."""
+    """Bound the configured network once per regulariser; write report.json to out_dir, whose
+    train-<regulariser>/ subdirectories checkpoint the training every epoch (a rerun with the
+    same out_dir resumes)."""
     kwargs = {"data_dir": config.data_dir} if config.data_dir and config.dataset == "mnist" else {}
     data = load_dataset(config.dataset, **kwargs)
     model = build_network(config, data)
@@ -99,6 +101,7 @@ def run_bound_experiment(
             x_test=data.x_test,
             y_test=data.y_test,
             progress=progress,
+            run_dir=None if out_dir is None else Path(out_dir) / f"train-{name}",
         )
     result = BoundExperimentResult(config, data.name, len(data.y_train), len(data.y_test), reports)
     if out_dir is not None:

@@ -12,6 +12,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -175,6 +176,7 @@ def bound_model(
     x_test: np.ndarray | None = None,
     y_test: np.ndarray | None = None,
     progress: bool = True,
+    run_dir: str | Path | None = None,
 ) -> BoundReport:
     """Train `model` in a random subspace around its weights, quantise, code, and bound.
 
@@ -185,6 +187,8 @@ def bound_model(
     fit_prior: with `settings.prior_fraction > 0`, (model, x_prior, y_prior) -> fitted model,
         e.g. `lambda m, x, y: hmc(m, prior, x, y, ...).draw(-1)`; the default is a MAP fit
         under the regulariser. The bound then uses only the complement of the prior split.
+    run_dir: checkpoint the subspace and quantisation-aware training after every epoch
+        (run_dir/subspace, run_dir/quantised); calling again with the same run_dir resumes.
     """
     started = time.perf_counter()
     x, y = np.asarray(x, np.float32), np.asarray(y)
@@ -214,6 +218,7 @@ def bound_model(
             n_epochs=settings.epochs,
             learning_rate=settings.learning_rate,
             seed=settings.seed,
+            run_dir=None if run_dir is None else Path(run_dir) / "subspace",
             **common,
         )
         float_error = error_rate(subspace.model(w), x, y)
@@ -228,6 +233,7 @@ def bound_model(
                 n_epochs=settings.quant_epochs,
                 learning_rate=settings.quant_learning_rate,
                 seed=settings.seed,
+                run_dir=None if run_dir is None else Path(run_dir) / "quantised",
                 **common,
             )
         levels = jnp.asarray(round_levels(np.asarray(levels), settings.codebook_dtype))

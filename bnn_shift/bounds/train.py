@@ -8,6 +8,7 @@ the hypothesis; the PAC-Bayes prior is the code-length prior, whatever the regul
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 
 from bnn_shift.bounds.quantize import quantize
 from bnn_shift.bounds.subspace import Subspace
+from bnn_shift.inference.checkpoint import data_digest, load_run_state, save_run_state
 from bnn_shift.inference.likelihood import check_classification_data
 from bnn_shift.models.params import combine_params
 from bnn_shift.priors.base import Prior
@@ -57,12 +59,17 @@ def _run(
     seed: int,
     progress: bool,
     desc: str,
+    run_dir: Path | None = None,
+    fingerprint: dict | None = None,
 ) -> tuple[PyTree, np.ndarray]:
     """Adam with a warmup-cosine schedule over shuffled minibatches, one jitted call per step.
 
     The loop over steps stays in Python on purpose: XLA:CPU runs convolutions inside a compiled
     loop about 5x slower than outside one (docs/benchmarks.md), and a step is long enough that
     dispatching it costs nothing by comparison.
+    run_dir: checkpoint (trainable, optimiser state, losses) after every epoch; a call with the
+    same settings (`fingerprint` plus this function's own and the data's digest) resumes, and
+    ends where an uninterrupted run would.
     """
     x, y = check_classification_data(x, y, n_classes=int(np.max(y)) + 1)
     n = len(x)
@@ -89,10 +96,21 @@ def _run(
 
     rng = np.random.default_rng(seed)
     opt_state = opt.init(trainable)
-    losses = []
+    losses: list[float] = []
+    if run_dir is not None:
+        own = {"desc": desc, "n_epochs": n_epochs, "batch": batch, "seed": seed}
+        fingerprint = dict(fingerprint or {}, **own, learning_rate=learning_rate)
+        fingerprint["data_sha256"] = data_digest(x, y)
+        loaded = load_run_state(run_dir, (trainable, opt_state), fingerprint)
+        if loaded is not None:
+            state, arrays, done = loaded
+            trainable, opt_state = jax.tree.map(jnp.asarray, state)
+            losses = [float(v) for v in arrays["losses"][:done]]
     bar = tqdm(range(n_epochs), desc=desc, disable=not progress, unit="epoch")
-    for _ in bar:
-        order = rng.permutation(n)[: steps * batch].reshape(steps, batch)
+    for epoch in bar:
+        order = rng.permutation(n)[: steps * batch].reshape(steps, batch)  # drawn when resumed too
+        if epoch < len(losses):
+            continue
         values = []
         for idx in order:
             trainable, opt_state, value = step(trainable, opt_state, jnp.asarray(idx))
@@ -103,6 +121,9 @@ def _run(
                 f"{desc}: loss became {losses[-1]} at epoch {len(losses)}; lower the learning rate"
             )
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if run_dir is not None:
+            state = jax.device_get((trainable, opt_state))
+            save_run_state(run_dir, state, {"losses": np.asarray(losses)}, len(losses), fingerprint)
     return trainable, np.asarray(losses)
 
 
@@ -117,8 +138,10 @@ def fit_subspace(
     learning_rate: float = 0.02,
     seed: int = 0,
     progress: bool = True,
+    run_dir: Path | None = None,
 ) -> tuple[jax.Array, np.ndarray]:
-    """Train w (d,) from 0 -> (w, per-epoch mean loss)."""
+    """Train w (d,) from 0 -> (w, per-epoch mean loss); run_dir: checkpoint every epoch and
+    resume (the subspace's θ₀, dimension and regulariser are part of the run's identity)."""
     loss = _objective(subspace, regulariser, len(x), lambda w: w)
     w0 = jnp.zeros(subspace.dim, jnp.float32)
     return _run(
@@ -132,6 +155,8 @@ def fit_subspace(
         seed=seed,
         progress=progress,
         desc="subspace",
+        run_dir=run_dir,
+        fingerprint=_identity(subspace, regulariser),
     )
 
 
@@ -148,8 +173,10 @@ def fit_quantized(
     learning_rate: float = 1e-3,
     seed: int = 0,
     progress: bool = True,
+    run_dir: Path | None = None,
 ) -> tuple[jax.Array, jax.Array, np.ndarray]:
-    """Quantisation-aware training of (w, levels) jointly -> (w, levels, per-epoch loss)."""
+    """Quantisation-aware training of (w, levels) jointly -> (w, levels, per-epoch loss);
+    run_dir as in `fit_subspace` (the starting w and levels join the identity)."""
     loss = _objective(subspace, regulariser, len(x), lambda t: quantize(t[0], t[1]))
     start = (jnp.asarray(w, jnp.float32), jnp.asarray(levels, jnp.float32))
     (w, levels), losses = _run(
@@ -163,8 +190,20 @@ def fit_quantized(
         seed=seed + 1,
         progress=progress,
         desc="quantised",
+        run_dir=run_dir,
+        fingerprint=_identity(subspace, regulariser) | {"start": data_digest(*start)},
     )
     return w, levels, losses
+
+
+def _identity(subspace: Subspace, regulariser: Prior | None) -> dict:
+    """What a resumed fit must share with the checkpoint beyond its training settings."""
+    theta0 = [np.asarray(a) for a in jax.tree.leaves(subspace.theta0)]
+    return {
+        "theta0_sha256": data_digest(*theta0),
+        "projector": [type(subspace.projector).__name__, subspace.dim, subspace.projector.seed],
+        "regulariser": None if regulariser is None else regulariser.describe(),
+    }
 
 
 @eqx.filter_jit

@@ -74,3 +74,36 @@ def test_settings_are_checked():
     with pytest.raises(ValueError, match="codebook_dtype"):
         BoundSettings(codebook_dtype="int8")
     assert np.isclose(BoundSettings().delta, 0.05)
+
+
+def test_an_interrupted_bound_run_resumes_to_the_same_hypothesis(tmp_path, digits, monkeypatch):
+    """Ctrl-C after the subspace fit's second epoch, then the same call again: it resumes from
+    the checkpoint and ends with the hypothesis of an uninterrupted run, bit for bit."""
+    from bnn_shift.bounds import train
+
+    model = MLP(64, (8,), 10, key=jax.random.key(0))
+    settings = BoundSettings(intrinsic_dim=40, n_levels=5, epochs=4, quant_epochs=2,
+                             batch_size=64, learning_rate=0.1)  # fmt: skip
+    args = (model, digits.x_train, digits.y_train, settings)
+    whole = bound_model(*args, progress=False)
+
+    saves = []
+    real_save = train.save_run_state
+
+    def save_then_interrupt(run_dir, state, arrays, completed, fingerprint):
+        real_save(run_dir, state, arrays, completed, fingerprint)
+        saves.append(completed)
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "save_run_state", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        bound_model(*args, progress=False, run_dir=tmp_path / "run")
+    monkeypatch.setattr(train, "save_run_state", real_save)
+    resumed = bound_model(*args, progress=False, run_dir=tmp_path / "run")
+    for name in ("symbols", "levels", "w"):
+        np.testing.assert_array_equal(resumed.arrays[name], whole.arrays[name])
+    assert resumed.catoni == whole.catoni
+    other = BoundSettings(**{**settings.__dict__, "learning_rate": 0.05})
+    with pytest.raises(ValueError, match=r"different run.*learning_rate"):
+        bound_model(model, digits.x_train, digits.y_train, other, run_dir=tmp_path / "run")
