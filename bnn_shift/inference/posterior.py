@@ -234,7 +234,7 @@ class Posterior:
         tmp = path.with_name(path.name + ".tmp")
         tree = self.to_datatree()
         tree.attrs[CHECKSUMS] = json.dumps(tree_checksums(tree))
-        tree.to_netcdf(tmp, engine="h5netcdf")
+        tree.to_netcdf(tmp, engine="h5netcdf", encoding=_compressed(tree, COMPRESSED_GROUPS))
         tmp.replace(path)
         return path
 
@@ -258,7 +258,23 @@ class Posterior:
                 name: _read_params(group.to_dataset(), params_like, path, f"{name} values")
                 for name, group in tree["variational"].children.items()
             }
+        if "laplace" in tree.children:  # a LaplacePosterior keeps its approximation
+            from bnn_shift.inference.laplace.predict import LaplacePosterior
+
+            return LaplacePosterior.from_saved(post, tree["laplace"].to_dataset())
         return post
+
+
+COMPRESSED_GROUPS = ("/laplace",)  # curvature matrices: a dense prior precision is mostly 0
+
+
+def _compressed(tree: xr.DataTree, groups: tuple[str, ...]) -> dict[str, dict]:
+    """netCDF encoding: zlib for every variable of the named groups present in `tree`."""
+    return {
+        node.path: {name: {"zlib": True, "complevel": 4} for name in node.dataset.data_vars}
+        for node in tree.subtree
+        if node.path in groups
+    }
 
 
 CHECKSUMS = "checksums"  # root attribute: JSON {group/variable: sha256} of every stored array

@@ -4,6 +4,7 @@ Carlo over draws, the linearised network (GLM) and the probit approximation; and
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from functools import partial
@@ -12,10 +13,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import xarray as xr
 
 from bnn_shift.inference.laplace.approx import LaplaceApprox, sample_laplace
 from bnn_shift.inference.laplace.curvature import Curvature, DiagBlock
 from bnn_shift.inference.laplace.linearised import output_covariance
+from bnn_shift.inference.laplace.persist import GROUP, approx_dataset, approx_from_dataset
 from bnn_shift.inference.likelihood import Likelihood
 from bnn_shift.inference.posterior import Posterior
 from bnn_shift.models.params import combine_params
@@ -127,9 +130,9 @@ def laplace_predict(
 
 @dataclass
 class LaplacePosterior(Posterior):
-    """The `laplace` engine's Posterior: draws of q like any variational one (what is saved,
-    and what a loaded copy predicts by), and the approximation itself, so that in memory it
-    predicts by `predictive`: "mc" (the draws), "glm" (the mean of softmax over
+    """The `laplace` engine's Posterior: draws of q like any variational one, and the
+    approximation itself (saved with it, so a loaded copy is a LaplacePosterior too), so that
+    it predicts by `predictive`: "mc" (the draws), "glm" (the mean of softmax over
     n_predictive_samples draws of the linearised outputs, which are its per-draw
     probabilities) or "probit" (a closed form without draws)."""
 
@@ -150,6 +153,24 @@ class LaplacePosterior(Posterior):
         return np.concatenate(
             [predict(x[i : i + batch_size]).predictive for i in range(0, len(x), batch_size)]
         )
+
+    def to_datatree(self) -> xr.DataTree:
+        """The Posterior's groups plus "laplace", the approximation (`persist`): a loaded copy
+        predicts by the same predictive."""
+        tree = super().to_datatree()
+        tree[GROUP] = xr.DataTree(
+            approx_dataset(self.approx, self.predictive, self.n_predictive_samples)
+        )
+        return tree
+
+    @classmethod
+    def from_saved(cls, posterior: Posterior, group: xr.Dataset) -> LaplacePosterior:
+        """A loaded Posterior and its file's "laplace" group -> the LaplacePosterior saved."""
+        approx, predictive, n = approx_from_dataset(
+            group, posterior.variational["mean"], posterior.static, posterior.likelihood
+        )
+        fields = {f.name: getattr(posterior, f.name) for f in dataclasses.fields(Posterior)}
+        return cls(**fields, approx=approx, predictive=predictive, n_predictive_samples=n)
 
     def predict_proba_draws(self, x) -> np.ndarray:  # (draws, n, k)
         if self.predictive == "mc":
