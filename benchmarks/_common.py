@@ -15,6 +15,22 @@ import numpy as np
 SHARED_MNIST = "/work/shared/data/mnist"
 
 
+def gradient_parts(post) -> dict[str, float]:
+    """A fitted Posterior's full-batch-equivalent gradients as its attrs and stats record them:
+    "init" (starting points: MAP / ensemble epochs), "tuning" (step or L tuning) and "sampling"
+    (a chain's leapfrogs or MCLMC gradients; an optimiser's epochs times its members)."""
+    attrs, stats = post.attrs, post.stats
+    if post.is_chain and ("n_gradients" in stats or "n_steps" in stats):
+        sampling = np.sum(stats["n_gradients"] if "n_gradients" in stats else stats["n_steps"])
+    else:  # one epoch = one full pass of gradients per member (none for Laplace)
+        sampling = int(attrs.get("n_members", 1)) * len(np.asarray(stats.get("loss", [])))
+    return {
+        "init": float(attrs.get("n_init_gradients", 0)),
+        "tuning": float(attrs.get("n_tuning_gradients", 0)),
+        "sampling": float(sampling),
+    }
+
+
 def prefer_shared_mnist() -> None:
     """Point $BNN_SHIFT_MNIST_DIR at the shared MNIST copy when it exists and none is set."""
     if "BNN_SHIFT_MNIST_DIR" not in os.environ and os.path.isdir(SHARED_MNIST):

@@ -28,7 +28,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from _common import prefer_shared_mnist
+from _common import gradient_parts, prefer_shared_mnist
 
 from bnn_shift.experiments.compare_priors import (
     ComparePriorsConfig,
@@ -160,15 +160,7 @@ def post_hoc(name: str, epochs: int, problem: dict) -> Posterior:
 
 def gradients(post: Posterior) -> float:
     """Full-batch-equivalent gradient evaluations spent by a fit."""
-    attrs, stats = post.attrs, post.stats
-    spent = float(attrs.get("n_init_gradients", 0)) + float(attrs.get("n_tuning_gradients", 0))
-    if post.is_chain and "n_gradients" in stats:
-        return spent + float(np.sum(stats["n_gradients"]))
-    if post.is_chain and "n_steps" in stats:
-        return spent + float(np.sum(stats["n_steps"]))
-    members = int(attrs.get("n_members", 1))
-    epochs = len(np.asarray(stats.get("loss", [])))
-    return spent + members * epochs  # one epoch = one full pass of gradients (none: Laplace)
+    return sum(gradient_parts(post).values())
 
 
 def scores(probs: dict[str, np.ndarray], labels: np.ndarray, reference) -> dict[str, float]:

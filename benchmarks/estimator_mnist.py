@@ -13,7 +13,7 @@ import time
 import warnings
 
 import numpy as np
-from _common import prefer_shared_mnist
+from _common import gradient_parts, prefer_shared_mnist
 
 from bnn_shift.data import load_mnist
 from bnn_shift.sklearn import BNNClassifier
@@ -43,7 +43,7 @@ def measure(case: dict, x, y, x_test, y_test) -> dict:
         "draws": post.n_draws,
         "step_size": post.attrs.get("step_size"),
         "leapfrogs": post.attrs.get("n_leapfrog_steps"),
-        "gradients": gradients(post.attrs, stats),
+        "gradients": sum(gradient_parts(post).values()),
         "acceptance": (
             float(np.mean(stats["acceptance_rate"][n_burnin:]))
             if "acceptance_rate" in stats
@@ -51,13 +51,6 @@ def measure(case: dict, x, y, x_test, y_test) -> dict:
         ),
         "warnings": [str(w.message)[:160] for w in caught][:4],
     }
-
-
-def gradients(attrs: dict, stats: dict) -> float:
-    """Full-batch-equivalent gradients: the MAP start, the step tuning and the sampling."""
-    sampling = stats["n_gradients"] if "n_gradients" in stats else stats.get("n_steps", 0)
-    spent = attrs.get("n_init_gradients", 0) + attrs.get("n_tuning_gradients", 0)
-    return float(spent + np.sum(sampling))
 
 
 def main() -> None:

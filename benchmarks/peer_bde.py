@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import prefer_shared_mnist
+from _common import gradient_parts, prefer_shared_mnist
 from peer_bde_worker import EVAL_PREFIX, train_fraction
 
 from bnn_shift.experiments.compare_priors import ComparePriorsConfig, load_data
@@ -135,15 +135,8 @@ def ours_settings(inference: str, problem: Problem, smoke: bool) -> dict:
 
 def ours_gradients(estimator: BNNClassifier) -> dict[str, float]:
     """Full-batch-equivalent gradients of a fitted BNNClassifier("hmc" or "mile"), split into
-    the start (MAP epochs / ensemble members' epochs), tuning and sampling, as its attrs
-    record them."""
-    post = estimator.posterior_
-    sampling = post.stats["n_gradients"] if "n_gradients" in post.stats else post.stats["n_steps"]
-    parts = {
-        "gradients_init": float(post.attrs.get("n_init_gradients", 0)),
-        "gradients_tuning": float(post.attrs.get("n_tuning_gradients", 0)),
-        "gradients_sampling": float(np.sum(sampling)),
-    }
+    the start (MAP epochs / ensemble members' epochs), tuning and sampling."""
+    parts = {f"gradients_{k}": v for k, v in gradient_parts(estimator.posterior_).items()}
     return {"gradients": sum(parts.values()), **parts}
 
 

@@ -235,6 +235,19 @@ def test_hmc_with_an_adapted_mass_matrix_samples_the_exact_posterior(prior_kind)
     assert_exact(check_moments(posterior_chains(post), mean, cov))
 
 
+def test_hmc_with_an_adapted_step_samples_the_exact_posterior():
+    """The estimators' burn-in: dual averaging of the step alone, with the MH test on; the
+    leapfrog count is capped as the estimators cap it."""
+    x, y = regression_data()
+    model, prior, mean, cov = regression_problem("gaussian")
+    post = run_hmc(
+        model, prior, x, y, step_size=0.2, adapt_step=True, max_leapfrogs=256,
+        n_iterations=600, n_burnin=100, seed=13,
+    )  # fmt: skip
+    assert "step_adaptation" in post.attrs and post.attrs["step_size"] != 0.2  # it adapted
+    assert_exact(check_moments(posterior_chains(post), mean, cov))
+
+
 def test_hmc_with_the_empcov_layer_whitened_samples_the_exact_posterior():
     """The same problem on a bnn_shift MLP with no hidden layer, whose first layer hmc samples
     in whitened coordinates with the inputs rotated once (whitening.py)."""
