@@ -13,12 +13,18 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from bnn_shift.priors.base import MassFactor, Prior, check_finite_array, leaves_of
 from bnn_shift.priors.patches import patch_covariance
 from bnn_shift.typing import PyTree
 
+# OpenBLAS/LAPACK results differ in the last bits with the thread count, and a chain amplifies
+# them: one BLAS thread makes the prior the same on every machine.
+one_blas_thread = threadpool_limits.wrap(limits=1, user_api="blas")
 
+
+@one_blas_thread
 def input_covariance(x: np.ndarray) -> np.ndarray:
     """(n, ...) inputs -> (d, d) covariance of the flattened inputs, float64, centred, /(n-1)."""
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
@@ -48,6 +54,7 @@ def prior_variances(
     raise ValueError(f"unknown EmpCov form {form!r}; choose one of {FORMS}")
 
 
+@one_blas_thread
 def spectrum(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sigma (d, d) -> (eigvecs V (d, d), eigenvalues lam (d,) >= 0) in float64."""
     cov = np.asarray(cov, dtype=np.float64)
@@ -138,7 +145,7 @@ class EmpCov(Prior):
     ) -> EmpCov:
         """For a first conv layer, from training images (n, H, W, C) with the layer's kernel
         size, padding and stride; Sigma is the covariance of all k x k x C patches."""
-        cov = patch_covariance(images, kernel_size, padding, stride)
+        cov = one_blas_thread(patch_covariance)(images, kernel_size, padding, stride)
         event = (np.shape(images)[3], kernel_size, kernel_size)
         return cls(cov, event_shape=event, **kwargs)
 

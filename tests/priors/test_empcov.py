@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -262,3 +265,28 @@ def test_mnist_dead_pixels_get_prior_std_sqrt_eps(mnist_subset):
     eig = np.linalg.eigvalsh(0.5 * (cov + cov.T))
     assert eig.min() > 0
     assert "null directions" in prior.describe()
+
+
+_PRIOR_DIGEST = """
+import hashlib, sys
+import numpy as np
+from bnn_shift.priors import EmpCov
+prior = EmpCov.from_data(np.load(sys.argv[1]))
+arrays = (prior.eigvecs, prior.prior_var, prior.data_var)
+print(hashlib.sha256(b"".join(np.asarray(a).tobytes() for a in arrays)).hexdigest())
+"""
+
+
+def test_mnist_prior_is_bit_identical_for_any_blas_thread_count(mnist_subset, tmp_path):
+    # multithreaded LAPACK changes eigh's last bits, which an HMC chain amplifies into other draws
+    inputs = tmp_path / "x.npy"
+    np.save(inputs, mnist_subset)
+    digests = set()
+    for threads in ("1", "2"):
+        env = os.environ | {"OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
+        run = subprocess.run(
+            [sys.executable, "-c", _PRIOR_DIGEST, str(inputs)],
+            env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        digests.add(run.stdout.strip())
+    assert len(digests) == 1
