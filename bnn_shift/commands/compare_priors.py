@@ -120,6 +120,12 @@ def add(sub: argparse._SubParsersAction) -> None:
         "map,laplace-kron,swag,hmc",
     )
     p.add_argument("--out", default=DEFAULT_OUT, help="output directory [%(default)s]")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="fit every method again; by default a rerun with the same settings and --out "
+        "loads the methods an earlier (interrupted) run saved whole",
+    )
     fields = [name for _, name, _, _ in options] + ["include_map"]
     p.set_defaults(run=run, config_fields=fields)
 
@@ -145,7 +151,9 @@ def run(args: argparse.Namespace) -> None:
             raise ValueError(f"--methods sets {clash} itself; drop those flags")
         given |= from_methods
     config = ComparePriorsConfig.paper(**given) if args.paper else ComparePriorsConfig(**given)
-    result = compare_priors(config, out_dir=args.out, progress=not args.quiet)
+    result = compare_priors(
+        config, out_dir=args.out, progress=not args.quiet, resume=not args.fresh
+    )
     print(f"\ndataset: {result.dataset} (train {result.n_train}, test {result.n_test})")
     for method, posterior in result.posteriors.items():
         rate, rhat = acceptance_rate(posterior), max_rhat(posterior.attrs)

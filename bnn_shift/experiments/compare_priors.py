@@ -18,7 +18,12 @@ import pandas as pd
 from bnn_shift.attention import LayerNorm
 from bnn_shift.data import DataNotFoundError, Dataset, load_dataset
 from bnn_shift.data.registry import LOADERS
-from bnn_shift.experiments.run_dir import RunRecord, stale_posteriors
+from bnn_shift.experiments.run_dir import (
+    RunRecord,
+    posterior_path,
+    resumable_methods,
+    stale_posteriors,
+)
 from bnn_shift.experiments.settings import Rule, check_fields
 from bnn_shift.inference import (
     Posterior,
@@ -462,21 +467,30 @@ def with_gain_prior(prior: Prior, gain_scale: float = GAIN_PRIOR_SCALE) -> ByPat
 
 
 def compare_priors(
-    config: ComparePriorsConfig, out_dir: str | Path | None = None, progress: bool = True
+    config: ComparePriorsConfig,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    resume: bool = True,
 ) -> ComparePriorsResult:
     """Fit every configured method, evaluate under the noise sweep, and write results to out_dir:
     each method's posterior as soon as it is fitted, config.json recording the run's progress
     (`run_dir.RunRecord`), the tables and plots at the end. Ctrl-C stops the comparison (a
-    KeyboardInterrupt) after saving what was done; the run is then recorded as interrupted."""
+    KeyboardInterrupt) after saving what was done; the run is then recorded as interrupted.
+    With `resume`, methods that an earlier run of the same settings into out_dir saved whole are
+    loaded instead of fitted again (`resume=False` fits everything afresh)."""
     data = load_data(config)
     out = None if out_dir is None else Path(out_dir)
     record = RunRecord(run_settings(config, data.name, len(data.y_train), len(data.y_test)))
+    saved_before = resumable_methods(out, record.settings) if out is not None and resume else []
     if out is not None:
         warn_stale(out, config.methods)
         record.write(out)
     posteriors: dict[str, Posterior] = {}
     try:
         for method in config.methods:
+            if method in saved_before:
+                posteriors[method] = reuse_saved(out, method, initial_model(config, data), record)
+                continue
             posteriors[method] = fit_method(method, config, data, progress, posteriors)
             saved = None if out is None else record.save(out, method, posteriors[method])
             if posteriors[method].attrs.get("interrupted"):
@@ -501,6 +515,16 @@ def compare_priors(
         write_tables(result, out)
         record.finish(out, "complete")
     return result
+
+
+def reuse_saved(out: Path, method: str, model_like: PyTree, record: RunRecord) -> Posterior:
+    """The posterior of `method` an earlier run of the same settings saved in `out`, recorded as
+    done in this run."""
+    path = posterior_path(out, method)
+    print(f"{method}: resuming from {path}, fitted by an earlier run with the same settings")
+    record.done.append(method)
+    record.write(out)
+    return Posterior.load(path, model_like)
 
 
 def run_settings(config: ComparePriorsConfig, dataset: str, n_train: int, n_test: int) -> dict:

@@ -56,6 +56,21 @@ class RunRecord:
         self.write(out)
 
 
+def resumable_methods(out: Path, settings: dict[str, Any]) -> list[str]:
+    """The methods an earlier run of exactly `settings` saved whole in `out`, in its order: none
+    when `out` has no readable config.json or it records other settings."""
+    path = Path(out) / CONFIG_FILE
+    try:
+        raw = json.loads(path.read_text())
+        state = read_run_state(raw, path) if isinstance(raw, dict) else None
+    except (OSError, UnicodeDecodeError, ValueError):  # a damaged record: start afresh
+        return []
+    recorded = {k: v for k, v in raw.items() if k != RUN_KEY} if state else None
+    if recorded != json.loads(json.dumps(settings)):  # JSON turns tuples into lists
+        return []
+    return [m for m in state["methods_done"] if posterior_path(out, m).is_file()]
+
+
 def stale_posteriors(out: Path, methods: list[str] | tuple[str, ...]) -> list[Path]:
     """Posterior files in `out` of methods not in `methods`: an earlier run's."""
     files = sorted(Path(out).glob("posterior-*.nc"))

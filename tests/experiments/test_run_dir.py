@@ -7,6 +7,7 @@ import dataclasses
 import importlib
 import json
 
+import numpy as np
 import pytest
 
 from bnn_shift.cli import main
@@ -138,3 +139,48 @@ def test_a_damaged_posterior_is_named_by_evaluate_and_diagnose(tmp_path, capsys)
         assert main(command) == 1
         err = capsys.readouterr().err
         assert f"{path} cannot be read as a saved posterior" in err and "Traceback" not in err
+
+
+def test_rerunning_an_interrupted_comparison_fits_only_what_it_had_not_saved(tmp_path, monkeypatch):
+    fake_fits(monkeypatch, interrupt_at="hmc-empcov")
+    with pytest.raises(KeyboardInterrupt):
+        cp.compare_priors(SETTINGS, tmp_path, progress=False)
+    data = cp.load_data(SETTINGS)
+    with pytest.warns(UserWarning, match="incomplete run, interrupted"):
+        before = load_run(tmp_path, data).posteriors
+    fitted = fake_fits(monkeypatch)
+    result = cp.compare_priors(SETTINGS, tmp_path, progress=False)
+    assert fitted == ["hmc-empcov"]  # the partial fit is redone, the finished ones are loaded
+    assert state(tmp_path) == {"status": "complete", "methods_done": list(METHODS)}
+    for method in ("map", "hmc-gaussian"):
+        np.testing.assert_array_equal(
+            result.posteriors[method].predict_proba(data.x_test),
+            before[method].predict_proba(data.x_test),
+        )
+
+
+@pytest.mark.parametrize("change", ["other settings", "resume=False"])
+def test_a_rerun_fits_everything_again_with_other_settings_or_without_resume(
+    tmp_path, monkeypatch, change
+):
+    fake_fits(monkeypatch)
+    cp.compare_priors(SETTINGS, tmp_path, progress=False)
+    fitted = fake_fits(monkeypatch)
+    if change == "resume=False":
+        cp.compare_priors(SETTINGS, tmp_path, progress=False, resume=False)
+    else:
+        cp.compare_priors(dataclasses.replace(SETTINGS, seed=SETTINGS.seed + 1), tmp_path,
+                          progress=False)  # fmt: skip
+    assert fitted == list(METHODS)
+
+
+def test_the_command_resumes_unless_told_fresh(tmp_path, monkeypatch, capsys):
+    args = ["compare-priors", "--dataset", "digits", "--n-train", "100", "--n-test", "60"]
+    args += ["--hidden", "8", "--priors", "gaussian", "--seed", "3", "--quiet"]
+    args += ["--out", str(tmp_path)]
+    fake_fits(monkeypatch)
+    assert main(args) == 0
+    fitted = fake_fits(monkeypatch)
+    assert main(args) == 0 and fitted == []
+    assert "map: resuming from" in capsys.readouterr().out
+    assert main([*args, "--fresh"]) == 0 and fitted == ["map", "hmc-gaussian"]
