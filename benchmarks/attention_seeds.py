@@ -59,15 +59,24 @@ def pool_seeds(experiment: str, tables: dict[int, pd.DataFrame]) -> pd.DataFrame
     return summary.reset_index()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Command line -> (this script's options, the flags after `--` for bnn-shift <experiment>)."""
+    # split by hand: argparse gives an optional positional list nothing after a `--`
+    cut = argv.index("--") if "--" in argv else len(argv)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        usage="%(prog)s {icl,lm,forecast} [--seeds S] --out OUT [-- FLAGS of bnn-shift <exp>]",
+    )
     parser.add_argument("experiment", choices=sorted(EXPERIMENTS))
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("flags", nargs="*", help="after --: flags for bnn-shift <experiment>")
-    args = parser.parse_args()
+    return parser.parse_args(argv[:cut]), argv[cut + 1 :]
+
+
+def main() -> None:
+    args, flags = parse_args(sys.argv[1:])
     seeds = [int(s) for s in args.seeds.split(",")]
-    tables = {s: pd.read_csv(run_seed(args.experiment, s, args.out, args.flags)) for s in seeds}
+    tables = {s: pd.read_csv(run_seed(args.experiment, s, args.out, flags)) for s in seeds}
     summary = pool_seeds(args.experiment, tables)
     summary.to_csv(args.out / "summary.csv", index=False)
     print(summary.to_string(index=False, float_format="{:.4g}".format))

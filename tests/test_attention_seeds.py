@@ -39,3 +39,11 @@ def test_seeds_are_run_pooled_and_resumed(tmp_path, monkeypatch):
 
     monkeypatch.setattr(subprocess, "run", no_run)
     assert attention_seeds.run_seed("icl", 1, tmp_path, TINY) == tmp_path / "seed-1/results.csv"
+
+
+def test_the_flags_after_a_double_dash_go_to_the_experiment():
+    argv = ["icl", "--seeds", "0,1", "--out", "runs/x", "--", "--d-inputs", "8", "--steps", "5"]
+    args, flags = attention_seeds.parse_args(argv)
+    assert (args.experiment, args.seeds, args.out) == ("icl", "0,1", Path("runs/x"))
+    assert flags == ["--d-inputs", "8", "--steps", "5"]
+    assert attention_seeds.parse_args(["lm", "--out", "o"])[1] == []
