@@ -8,7 +8,10 @@ agreement and total variation against the reference's pooled
 model average (benchmarks/reference/, `benchmarks/reference_posterior.py`), and accuracy / NLL /
 ECE on the clean test set and at noise std 2. Writes efficiency.csv and agreement.png (agreement
 against gradients, log x) to --out after every row and prints the table and the reference's
-run-vs-run floor; rerunning with the same --out resumes after the last finished row.
+run-vs-run floor; rerunning with the same --out resumes after the last finished row. The
+chain samplers checkpoint into --out/chains/<method> after every iteration: a killed row resumes
+where it stopped, and a larger budget extends the smaller one's chains (its seconds add up the
+finished calls that ran them; a killed call's share is not counted).
 
     python benchmarks/efficiency.py                          # MNIST main-job problem, Gaussian
     python benchmarks/efficiency.py --methods hmc,mclmc,mile --budgets 1,2
@@ -91,7 +94,7 @@ def run_method(name: str, factor: int, problem: dict, base: Budget) -> Posterior
     """Fit `name` at `factor` times the base budget."""
     it, ep = base.iterations * factor, base.epochs * factor
     model, prior, x, y, evals = (problem[k] for k in ("model", "prior", "x", "y", "evals"))
-    chains = {"eval_sets": evals, "progress": False, "seed": 0}
+    chains = {"eval_sets": evals, "progress": False, "seed": 0, "run_dir": problem["chains"] / name}
     fits: dict[str, Callable[[], Posterior]] = {
         "hmc": lambda: hmc(
             model, prior, x, y, step_size=1e-3, n_chains=2, n_iterations=it + 5, n_burnin=5,
@@ -117,7 +120,8 @@ def run_method(name: str, factor: int, problem: dict, base: Budget) -> Posterior
             **chains,
         ),
         "mile": lambda: mile(
-            model, prior, x, y, n_members=4, n_iterations=2 * it + 5, n_burnin=5, **chains
+            model, prior, x, y, n_members=4, n_iterations=2 * it + 5, n_burnin=5,
+            **chains,
         ),
         "cyclical_sghmc": lambda: sgld(
             model, prior, x, y, learning_rate=1e-3, n_epochs=ep, batch_size=200,
@@ -223,7 +227,7 @@ def main() -> None:
 
     problem = {
         "model": model, "prior": prior, "x": data.x_train, "y": data.y_train, "evals": evals,
-        "init_fn": init_fn,
+        "init_fn": init_fn, "chains": args.out / "chains",
     }  # fmt: skip
     settings = {"prior": args.prior, "smoke": args.smoke, "base": dataclasses.asdict(base),
                 "reference_inputs": reference.digests}  # fmt: skip
@@ -235,7 +239,7 @@ def main() -> None:
                 continue
             started = time.perf_counter()
             post = run_method(name, factor, problem, base)
-            seconds = time.perf_counter() - started
+            seconds = chain_seconds(problem["chains"] / name, time.perf_counter() - started)
             row = {"method": name, "budget": factor, "seconds": seconds}
             row["gradients"] = gradients(post)
             row["converged"] = post.attrs.get("converged")
@@ -245,6 +249,17 @@ def main() -> None:
             write_results(pd.DataFrame(rows), args.out, reference)
     print(f"\nreference floor: {reference.floor()}")
     print(pd.DataFrame(rows).round(4).to_string(index=False))
+
+
+def chain_seconds(run_dir: Path, seconds: float) -> float:
+    """Wall seconds of a chain whose run_dir an earlier row started: this call's plus those of
+    the finished calls before it (kept in run_dir/seconds.json); `seconds` for other methods."""
+    if not run_dir.is_dir():
+        return seconds
+    record = run_dir / "seconds.json"
+    total = seconds + (json.loads(record.read_text()) if record.is_file() else 0.0)
+    record.write_text(json.dumps(total))
+    return total
 
 
 def finished_rows(out: Path, settings: dict) -> list[dict]:
