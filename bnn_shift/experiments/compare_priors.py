@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from bnn_shift.attention import LayerNorm
 from bnn_shift.data import DataNotFoundError, Dataset, load_dataset
 from bnn_shift.data.registry import LOADERS
 from bnn_shift.experiments.run_dir import (
+    CHAINS_DIR,
     RunRecord,
     posterior_path,
     resumable_methods,
@@ -306,9 +308,11 @@ def fit_method(
     data: Dataset,
     progress: bool,
     fitted: dict[str, Posterior] | None = None,
+    chains_dir: Path | None = None,
 ) -> Posterior:
     """Fit "map", a baseline or "<sampler>-<prior>" from the same initial network; baselines
-    start from fitted["map"] when the comparison has fitted it already."""
+    start from fitted["map"] when the comparison has fitted it already. Samplers checkpoint
+    into chains_dir/<method> when given: a rerun resumes them, a longer one extends them."""
     model = initial_model(config, data)
     trajectory_length = config.trajectory_length
     baseline = method == "map" or method in BASELINES
@@ -342,6 +346,7 @@ def fit_method(
         "eval_sets": {"test": (data.x_test, data.y_test)},
         "trace_pointwise": ("test",),
         "progress": progress,
+        "run_dir": None if chains_dir is None else chains_dir / method,
     }
     if config.sampler == "mala":
         return mala(model, prior, data.x_train, data.y_train, **chains)
@@ -477,13 +482,17 @@ def compare_priors(
     (`run_dir.RunRecord`), the tables and plots at the end. Ctrl-C stops the comparison (a
     KeyboardInterrupt) after saving what was done; the run is then recorded as interrupted.
     With `resume`, methods that an earlier run of the same settings into out_dir saved whole are
-    loaded instead of fitted again (`resume=False` fits everything afresh)."""
+    loaded instead of fitted again, and the samplers' chains continue from their checkpoints
+    in out_dir/chains (a larger n_iterations extends them); `resume=False` starts afresh."""
     data = load_data(config)
     out = None if out_dir is None else Path(out_dir)
     record = RunRecord(run_settings(config, data.name, len(data.y_train), len(data.y_test)))
     saved_before = resumable_methods(out, record.settings) if out is not None and resume else []
+    chains_dir = None if out is None else out / CHAINS_DIR
     if out is not None:
         warn_stale(out, config.methods)
+        if not resume:
+            shutil.rmtree(chains_dir, ignore_errors=True)
         record.write(out)
     posteriors: dict[str, Posterior] = {}
     try:
@@ -491,7 +500,7 @@ def compare_priors(
             if method in saved_before:
                 posteriors[method] = reuse_saved(out, method, initial_model(config, data), record)
                 continue
-            posteriors[method] = fit_method(method, config, data, progress, posteriors)
+            posteriors[method] = fit_method(method, config, data, progress, posteriors, chains_dir)
             saved = None if out is None else record.save(out, method, posteriors[method])
             if posteriors[method].attrs.get("interrupted"):
                 where = "" if saved is None else f"; its draws so far are in {saved} (partial)"

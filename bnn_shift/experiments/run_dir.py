@@ -13,6 +13,7 @@ from typing import Any
 from bnn_shift.inference import Posterior
 
 CONFIG_FILE = "config.json"
+CHAINS_DIR = "chains"  # the samplers' checkpoints, one run_dir per method
 RUN_KEY = "run"  # config.json's entry for the run's state
 STATES = ("running", "complete", "interrupted", "failed")
 

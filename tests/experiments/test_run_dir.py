@@ -7,6 +7,7 @@ import dataclasses
 import importlib
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -27,7 +28,7 @@ def fake_fits(monkeypatch, interrupt_at: str | None = None, fail_at: str | None 
     raises as a diverging fit does."""
     fitted = []
 
-    def fit(method, config, data, progress, done=None):
+    def fit(method, config, data, progress, done=None, chains_dir=None):
         fitted.append(method)
         if method == fail_at:
             raise FloatingPointError("MAP loss diverged at epoch 2; lower the learning rate")
@@ -184,3 +185,19 @@ def test_the_command_resumes_unless_told_fresh(tmp_path, monkeypatch, capsys):
     assert main(args) == 0 and fitted == []
     assert "map: resuming from" in capsys.readouterr().out
     assert main([*args, "--fresh"]) == 0 and fitted == ["map", "hmc-gaussian"]
+
+
+def test_a_longer_rerun_extends_the_saved_chains_to_what_a_fresh_run_gives(tmp_path):
+    short = dataclasses.replace(CONFIG, include_map=False, n_iterations=3, n_burnin=1)
+    longer = dataclasses.replace(short, n_iterations=5)
+    cp.compare_priors(short, tmp_path / "extended", progress=False)
+    assert (tmp_path / "extended" / "chains" / "hmc-gaussian" / "checkpoint.npz").is_file()
+    extended = cp.compare_priors(longer, tmp_path / "extended", progress=False)
+    fresh = cp.compare_priors(longer, tmp_path / "fresh", progress=False)
+    ours, theirs = extended.posteriors["hmc-gaussian"], fresh.posteriors["hmc-gaussian"]
+    assert ours.n_draws == theirs.n_draws == longer.n_chains * (5 - 1)
+    for a, b in zip(jax.tree.leaves(ours.draws), jax.tree.leaves(theirs.draws), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    fresh_again = cp.compare_priors(short, tmp_path / "extended", progress=False, resume=False)
+    # the longer chains were removed, not refused as longer than asked
+    assert fresh_again.posteriors["hmc-gaussian"].n_draws == short.n_chains * (3 - 1)
