@@ -39,6 +39,7 @@ from bnn_shift.inference import (
     swag,
 )
 from bnn_shift.inference.chains import KEEP_RULES
+from bnn_shift.inference.checkpoint import OtherRunError
 from bnn_shift.inference.convergence import max_rhat
 from bnn_shift.inference.ensemble import member_seeds
 from bnn_shift.inference.kernel import DEFAULT_STEP_JITTER
@@ -500,7 +501,9 @@ def compare_priors(
             if method in saved_before:
                 posteriors[method] = reuse_saved(out, method, initial_model(config, data), record)
                 continue
-            posteriors[method] = fit_method(method, config, data, progress, posteriors, chains_dir)
+            posteriors[method] = fit_afresh_if_other_run(
+                method, config, data, progress, posteriors, chains_dir
+            )
             saved = None if out is None else record.save(out, method, posteriors[method])
             if posteriors[method].attrs.get("interrupted"):
                 where = "" if saved is None else f"; its draws so far are in {saved} (partial)"
@@ -524,6 +527,28 @@ def compare_priors(
         write_tables(result, out)
         record.finish(out, "complete")
     return result
+
+
+def fit_afresh_if_other_run(
+    method: str,
+    config: ComparePriorsConfig,
+    data: Dataset,
+    progress: bool,
+    fitted: dict[str, Posterior],
+    chains_dir: Path | None,
+) -> Posterior:
+    """`fit_method`, resuming the method's chains in chains_dir; chains an earlier run with
+    other settings left there are removed (with a warning) and the fit starts afresh."""
+    try:
+        return fit_method(method, config, data, progress, fitted, chains_dir)
+    except OtherRunError as err:
+        warnings.warn(
+            f"{err.path.parent} holds {method} chains of an earlier run with other settings "
+            f"({err.difference}); starting them afresh",
+            stacklevel=3,
+        )
+        shutil.rmtree(chains_dir / method)
+        return fit_method(method, config, data, progress, fitted, chains_dir)
 
 
 def reuse_saved(out: Path, method: str, model_like: PyTree, record: RunRecord) -> Posterior:

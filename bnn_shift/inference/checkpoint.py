@@ -31,6 +31,17 @@ class CheckpointError(ValueError):
     """A checkpoint or kept-draw file that cannot be read back."""
 
 
+class OtherRunError(ValueError):
+    """A run directory holding the checkpoint of a run with other settings or data."""
+
+    def __init__(self, path: Path, difference: str):
+        self.path, self.difference = path, difference
+        super().__init__(
+            f"{path} holds a checkpoint of a different run ({difference}). "
+            "Use another run directory or delete it."
+        )
+
+
 def load_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Inverse of `save_arrays`; never unpickles. A damaged or foreign file raises
     CheckpointError naming it (FileNotFoundError when there is none)."""
@@ -132,10 +143,7 @@ def load_run_state(
     if isinstance(stored, dict):
         wanted = {k: v for k, v in wanted.items() if k in stored or k not in LATER_KEYS}
     if stored != wanted:
-        raise ValueError(
-            f"{path} holds a checkpoint of a different run ({_difference(stored, wanted)}). "
-            "Use another run directory or delete it."
-        )
+        raise OtherRunError(path, _difference(stored, wanted))
     try:
         state = arrays_to_tree(arrays, "state", state_like)
         completed = int(meta["completed"])

@@ -201,3 +201,16 @@ def test_a_longer_rerun_extends_the_saved_chains_to_what_a_fresh_run_gives(tmp_p
     fresh_again = cp.compare_priors(short, tmp_path / "extended", progress=False, resume=False)
     # the longer chains were removed, not refused as longer than asked
     assert fresh_again.posteriors["hmc-gaussian"].n_draws == short.n_chains * (3 - 1)
+
+
+def test_chains_of_a_run_with_other_settings_are_replaced_with_a_warning(tmp_path):
+    short = dataclasses.replace(CONFIG, include_map=False, n_iterations=3, n_burnin=1)
+    cp.compare_priors(short, tmp_path, progress=False)
+    other_step = dataclasses.replace(short, step_size=short.step_size / 2)
+    earlier = r"hmc-gaussian chains of an earlier run with other settings \(.*step_size: 0.001 "
+    with pytest.warns(UserWarning, match=earlier):
+        result = cp.compare_priors(other_step, tmp_path, progress=False)
+    fresh = cp.compare_priors(other_step, tmp_path / "fresh", progress=False)
+    ours, theirs = result.posteriors["hmc-gaussian"], fresh.posteriors["hmc-gaussian"]
+    for a, b in zip(jax.tree.leaves(ours.draws), jax.tree.leaves(theirs.draws), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
