@@ -120,8 +120,7 @@ def run_method(name: str, factor: int, problem: dict, base: Budget) -> Posterior
             **chains,
         ),
         "mile": lambda: mile(
-            model, prior, x, y, n_members=4, n_iterations=2 * it + 5, n_burnin=5,
-            **chains,
+            model, prior, x, y, n_members=4, n_iterations=2 * it + 5, n_burnin=5, **chains
         ),
         "cyclical_sghmc": lambda: sgld(
             model, prior, x, y, learning_rate=1e-3, n_epochs=ep, batch_size=200,
